@@ -1,0 +1,407 @@
+#!/usr/bin/python3
+"""The local dovegate chain: private nginx mail{} + dovegate-auth + Dovecot.
+
+Used two ways:
+  * `scripts/run-chain` runs it in the foreground for people (`chain.py run`);
+  * the integration tests start and stop it from a pytest fixture (`Chain`).
+
+Everything lives in one state directory: rendered configs (etc/), users and
+secrets, logs (logs/), pid files and sockets (run/), mail (mail/). Nothing is
+written elsewhere; the system nginx and Dovecot configs are never read.
+"""
+
+import argparse
+import os
+import pwd
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+SRC_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CHAIN_DIR = os.path.join(SRC_DIR, "tests", "chain")
+CONF_DIR = os.path.join(SRC_DIR, "conf.d")
+
+DEMO_USERS = [
+    # user, password, scheme: one scheme each, so a demo login exercises it
+    ("alice", "alice-pass-1", "SHA512-CRYPT"),
+    ("bob", "bob-pass-2", "ARGON2ID"),
+    ("carol", "carol-pass-3", "PLAIN"),
+]
+MASTER_USER = "dovegate"
+SECRET_HEADER = "X-Dovegate-Secret"
+PLACEHOLDER = re.compile(r"@([A-Z][A-Z0-9_]*)@")
+
+
+class ChainError(Exception):
+    pass
+
+
+def free_ports(count):
+    """Distinct free loopback TCP ports (bound together, so no duplicates)."""
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def render(template_path, values, out_path):
+    """Replace @KEY@ tokens; an unknown token is an error, never left behind."""
+    with open(template_path) as f:
+        text = f.read()
+
+    def sub(m):
+        key = m.group(1)
+        if key not in values:
+            raise ChainError(f"{template_path}: no value for @{key}@")
+        return str(values[key])
+
+    with open(out_path, "w") as f:
+        f.write(PLACEHOLDER.sub(sub, text))
+    return out_path
+
+
+def write_secret(path, value):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value + "\n")
+    os.chmod(path, 0o600)
+
+
+def wait_for_greeting(port, prefix, timeout, proc=None, what=""):
+    """Wait until 127.0.0.1:port greets with `prefix` (b"* OK", b"+OK", b"220")."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise ChainError(f"{what} exited with status {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+                line = s.recv(512)
+                if line.startswith(prefix):
+                    return
+                last = line
+        except OSError as e:
+            last = e
+        time.sleep(0.1)
+    raise ChainError(f"{what} on port {port} not ready after {timeout}s: {last!r}")
+
+
+def wait_for_port(port, timeout, proc=None, what=""):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise ChainError(f"{what} exited with status {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise ChainError(f"{what} not listening on port {port} after {timeout}s")
+
+
+def tail(path, lines=40):
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
+    except OSError as e:
+        return f"({path}: {e})\n"
+
+
+class Chain:
+    """Starts and stops the three daemons; `env` holds endpoints.env's values."""
+
+    def __init__(self, state_dir, build_dir, users=DEMO_USERS):
+        self.state = os.path.abspath(state_dir)
+        self.build = os.path.abspath(build_dir)
+        self.users = list(users)
+        self.procs = {}  # name -> Popen, in start order
+        self.env = {}
+
+    # ---- paths ---------------------------------------------------------
+    def path(self, *parts):
+        return os.path.join(self.state, *parts)
+
+    def binary(self, rel):
+        p = os.path.join(self.build, rel)
+        if not os.access(p, os.X_OK):
+            raise ChainError(f"{p} missing: build first (scripts/build)")
+        return p
+
+    # ---- preparation ---------------------------------------------------
+    def prepare(self):
+        for d in ("etc", "logs", "run", "mail", "dovecot-base"):
+            os.makedirs(self.path(d), exist_ok=True)
+        # Dovecot's unprivileged auth, login and mail processes must reach files here.
+        for d in (self.state, self.path("etc"), self.path("run")):
+            os.chmod(d, 0o755)
+        # Mail processes may not run as root: Debian's "mail" system user owns the mail.
+        mail = pwd.getpwnam("mail")
+        os.chown(self.path("mail"), mail.pw_uid, mail.pw_gid)
+        ports = free_ports(9)
+        v = {
+            "STATE_DIR": self.state,
+            "BUILD_DIR": self.build,
+            "SRC_DIR": SRC_DIR,
+            "NGINX_ADDRESS": "127.0.0.1",
+            "MAIL_SERVER_NAME": "localhost",
+            "NGINX_IMAP_PORT": ports[0],
+            "NGINX_POP3_PORT": ports[1],
+            "NGINX_SUBMISSION_PORT": ports[2],
+            "AUTH_HTTP_PORT": ports[3],
+            "DOVECOT_IMAP_PORT": ports[4],
+            "DOVECOT_PROXY_IMAP_PORT": ports[5],
+            "DOVECOT_PROXY_POP3_PORT": ports[6],
+            "DOVECOT_PROXY_SUBMISSION_PORT": ports[7],
+            "SUBMISSION_RELAY_PORT": ports[8],
+            "MAIL_UID": mail.pw_uid,
+            "MAIL_GID": mail.pw_gid,
+            "AUTH_HTTP_SECRET_HEADER": SECRET_HEADER,
+            "AUTH_HTTP_SECRET": secrets.token_urlsafe(24),
+            "MASTER_USER": MASTER_USER,
+            "MASTER_PASSWORD": secrets.token_urlsafe(24),
+            "LOG_AUTH": self.path("logs", "dovegate-auth.log"),
+            "LOG_DOVECOT": self.path("logs", "dovecot.log"),
+            "LOG_NGINX": self.path("logs", "nginx.log"),
+            "USERS_FILE": self.path("etc", "users"),
+            "MASTER_USERS_FILE": self.path("etc", "master-users"),
+            "MASTER_PASSWORD_FILE": self.path("etc", "master-password"),
+            "HTTP_SECRET_FILE": self.path("etc", "http-secret"),
+            "LOGIN_PLUGIN_DIR": os.path.join(self.build, "src", "plugin", ".libs"),
+            "LMTP_SOCKET": self.path("dovecot-base", "lmtp"),
+        }
+        v["AUTH_HTTP_URL"] = f"http://127.0.0.1:{v['AUTH_HTTP_PORT']}/auth"
+        self.values = v
+        for log in ("LOG_AUTH", "LOG_DOVECOT", "LOG_NGINX"):
+            open(v[log], "a").close()
+        self._write_users()
+        write_secret(v["HTTP_SECRET_FILE"], v["AUTH_HTTP_SECRET"])
+        write_secret(v["MASTER_PASSWORD_FILE"], v["MASTER_PASSWORD"])
+        self._render_configs()
+
+    def hash_password(self, password, scheme):
+        """Hash with our own CLI; Dovecot verifies the same file for direct logins."""
+        out = subprocess.run([self.binary("src/tools/dovegate"), "pw", "-s", scheme, "-p", password],
+                             check=True, capture_output=True, text=True)
+        return out.stdout.strip()
+
+    def _write_users(self):
+        v = self.values
+        with open(v["USERS_FILE"], "w") as f:
+            for user, password, scheme in self.users:
+                f.write(f"{user}:{self.hash_password(password, scheme)}::::::\n")
+        master_hash = self.hash_password(v["MASTER_PASSWORD"], "SHA512-CRYPT")
+        with open(v["MASTER_USERS_FILE"], "w") as f:
+            f.write(f"{MASTER_USER}:{master_hash}\n")
+        # The auth process runs as Dovecot's unprivileged user and reads both.
+        os.chmod(v["USERS_FILE"], 0o644)
+        os.chmod(v["MASTER_USERS_FILE"], 0o644)
+
+    def _render_configs(self):
+        v = self.values
+        render(os.path.join(CONF_DIR, "nginx", "dovegate-mail.conf"), v, self.path("etc", "nginx-mail.conf"))
+        render(os.path.join(CHAIN_DIR, "nginx.conf.in"), v, self.path("etc", "nginx.conf"))
+        render(os.path.join(CONF_DIR, "dovecot", "dovegate.conf"), v, self.path("etc", "dovecot-dovegate.conf"))
+        render(os.path.join(CHAIN_DIR, "dovecot.conf.in"), v, self.path("etc", "dovecot.conf"))
+        render(os.path.join(CHAIN_DIR, "dovegate-auth.conf.in"), v, self.path("etc", "dovegate-auth.conf"))
+
+    # ---- lifecycle -----------------------------------------------------
+    def _spawn(self, name, argv, log=None):
+        out = open(log, "ab") if log else subprocess.DEVNULL
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT if log else subprocess.DEVNULL,
+                                    start_new_session=True)
+        finally:
+            if log:
+                out.close()
+        self.procs[name] = proc
+        return proc
+
+    def start(self, timeout=30):
+        self.prepare()
+        v = self.values
+        try:
+            # Dovecot submission relays; the relay delivers through Dovecot's LMTP.
+            relay = self._spawn("relay", ["/usr/bin/python3", os.path.join(CHAIN_DIR, "relay.py"),
+                                          "--listen", f"127.0.0.1:{v['SUBMISSION_RELAY_PORT']}",
+                                          "--lmtp", v["LMTP_SOCKET"]],
+                                log=self.path("logs", "relay.log"))
+            dovecot = self._spawn("dovecot", [os.path.join(CHAIN_DIR, "run-dovecot.sh"),
+                                              self.path("etc", "dovecot.conf"), v["LOGIN_PLUGIN_DIR"]],
+                                  log=self.path("logs", "dovecot-stderr.log"))
+            auth = self._spawn("dovegate-auth", [self.binary("src/shim/dovegate-auth"), "-c",
+                                                 self.path("etc", "dovegate-auth.conf")],
+                               log=v["LOG_AUTH"])
+            wait_for_greeting(v["DOVECOT_IMAP_PORT"], b"* OK", timeout, dovecot, "dovecot")
+            wait_for_greeting(v["SUBMISSION_RELAY_PORT"], b"220", timeout, relay, "relay")
+            wait_for_port(v["AUTH_HTTP_PORT"], timeout, auth, "dovegate-auth")
+            nginx = self._spawn("nginx", ["nginx", "-p", self.path("run"), "-c", self.path("etc", "nginx.conf"),
+                                          "-e", v["LOG_NGINX"], "-g", "daemon off;"],
+                                log=self.path("logs", "nginx-stderr.log"))
+            wait_for_greeting(v["NGINX_IMAP_PORT"], b"* OK", timeout, nginx, "nginx")
+            wait_for_greeting(v["NGINX_POP3_PORT"], b"+OK", timeout, nginx, "nginx")
+            wait_for_greeting(v["NGINX_SUBMISSION_PORT"], b"220", timeout, nginx, "nginx")
+        except Exception:
+            self.stop()
+            raise
+        self._write_endpoints()
+        return self
+
+    def _write_endpoints(self):
+        v = self.values
+        keys = ["NGINX_IMAP_PORT", "NGINX_POP3_PORT", "NGINX_SUBMISSION_PORT", "AUTH_HTTP_URL",
+                "AUTH_HTTP_SECRET_HEADER", "AUTH_HTTP_SECRET", "DOVECOT_IMAP_PORT",
+                "DOVECOT_PROXY_IMAP_PORT", "DOVECOT_PROXY_POP3_PORT", "DOVECOT_PROXY_SUBMISSION_PORT",
+                "LOG_AUTH", "LOG_DOVECOT", "LOG_NGINX", "MASTER_USER"]
+        self.env = {k: str(v[k]) for k in keys}
+        self.env["DEMO_USER"], self.env["DEMO_PASSWORD"] = self.users[0][0], self.users[0][1]
+        self.env["STATE_DIR"] = self.state
+        self.env["PIDS"] = " ".join(f"{n}:{p.pid}" for n, p in self.procs.items())
+        path = self.path("endpoints.env")
+        with open(path + ".tmp", "w") as f:
+            for k, val in self.env.items():
+                f.write(f"{k}={shell_quote(val)}\n")
+        os.replace(path + ".tmp", path)
+
+    def alive(self):
+        return {n: p.poll() is None for n, p in self.procs.items()}
+
+    def stop(self, timeout=10):
+        """SIGTERM each daemon (reverse start order) by pid, SIGKILL stragglers."""
+        for name, proc in reversed(list(self.procs.items())):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for name, proc in reversed(list(self.procs.items())):
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        try:
+            os.unlink(self.path("endpoints.env"))
+        except FileNotFoundError:
+            pass
+
+    def log_tails(self, lines=40):
+        v = self.values
+        out = []
+        for key in ("LOG_AUTH", "LOG_NGINX", "LOG_DOVECOT"):
+            out.append(f"----- {v[key]} (last {lines} lines)\n{tail(v[key], lines)}")
+        for extra in ("dovecot-stderr.log", "nginx-stderr.log", "relay.log"):
+            p = self.path("logs", extra)
+            if os.path.exists(p) and os.path.getsize(p):
+                out.append(f"----- {p}\n{tail(p, lines)}")
+        return "\n".join(out)
+
+
+def shell_quote(s):
+    if re.fullmatch(r"[A-Za-z0-9_@%+=:,./-]*", s):
+        return s
+    return "'" + s.replace("'", "'\\''") + "'"
+
+
+def print_banner(chain):
+    e, v = chain.env, chain.values
+    user, password = e["DEMO_USER"], e["DEMO_PASSWORD"]
+    print(f"""
+dovegate chain is up (state: {chain.state})
+
+  IMAP via nginx:        127.0.0.1:{e['NGINX_IMAP_PORT']}
+  POP3 via nginx:        127.0.0.1:{e['NGINX_POP3_PORT']}
+  submission via nginx:  127.0.0.1:{e['NGINX_SUBMISSION_PORT']}
+  dovegate-auth:         {e['AUTH_HTTP_URL']}
+  Dovecot direct IMAP:   127.0.0.1:{e['DOVECOT_IMAP_PORT']} (no PROXY header)
+
+Try:
+  curl -v 'imap://{user}:{password}@127.0.0.1:{e['NGINX_IMAP_PORT']}/INBOX'
+  curl -v 'pop3://{user}:{password}@127.0.0.1:{e['NGINX_POP3_PORT']}/'
+Demo users: {', '.join(f'{u}/{p} ({s})' for u, p, s in chain.users)}
+
+Logs:
+  dovegate-auth: {e['LOG_AUTH']}
+  nginx:         {e['LOG_NGINX']}
+  Dovecot:       {e['LOG_DOVECOT']}
+Endpoints for scripts: {chain.path('endpoints.env')}
+Ctrl-C stops everything.
+""", flush=True)
+
+
+def deliver_demo_mail(chain):
+    """Put one welcome message into the demo user's INBOX through Dovecot's LMTP."""
+    import smtplib
+    v = chain.values
+    user = chain.users[0][0]
+    msg = (f"From: postmaster@localhost\r\nTo: {user}@localhost\r\n"
+           f"Subject: Welcome to the dovegate demo\r\n\r\n"
+           f"This message was delivered by the local chain at start-up.\r\n")
+    with smtplib.LMTP(v["LMTP_SOCKET"]) as lmtp:
+        lmtp.sendmail("postmaster@localhost", [user], msg)
+
+
+def default_state_dir(build_dir):
+    """BUILD_DIR/state, unless Dovecot's unprivileged processes cannot reach it
+    (a checkout under a 0700 home directory): then /tmp/dovegate-chain."""
+    d = os.path.abspath(build_dir)
+    while d != "/":
+        if os.path.exists(d) and not os.stat(d).st_mode & 0o001:
+            return "/tmp/dovegate-chain"
+        d = os.path.dirname(d)
+    return os.path.join(build_dir, "state")
+
+
+def cmd_run(args):
+    state = args.state_dir or os.environ.get("DOVEGATE_STATE_DIR") or default_state_dir(args.build_dir)
+    chain = Chain(state, args.build_dir)
+    stopping = {"flag": False}
+
+    def on_signal(signum, frame):
+        stopping["flag"] = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        chain.start()
+    except ChainError as e:
+        print(f"chain: {e}", file=sys.stderr)
+        print(chain.log_tails(20) if hasattr(chain, "values") else "", file=sys.stderr)
+        return 1
+    try:
+        deliver_demo_mail(chain)
+    except Exception as e:  # the chain is still useful without the welcome mail
+        print(f"chain: demo mail not delivered: {e}", file=sys.stderr)
+    print_banner(chain)
+    while not stopping["flag"]:
+        dead = [n for n, up in chain.alive().items() if not up]
+        if dead:
+            print(f"chain: {', '.join(dead)} exited; stopping", file=sys.stderr)
+            print(chain.log_tails(20), file=sys.stderr)
+            chain.stop()
+            return 1
+        time.sleep(0.5)
+    print("chain: stopping", flush=True)
+    chain.stop()
+    return 0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("command", choices=["run"])
+    ap.add_argument("--build-dir", default=os.path.join(SRC_DIR, "build"))
+    ap.add_argument("--state-dir", default=None, help="default: $DOVEGATE_STATE_DIR or BUILD_DIR/state")
+    args = ap.parse_args()
+    return cmd_run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

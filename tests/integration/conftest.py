@@ -1,0 +1,85 @@
+"""Fixtures: one private chain (nginx + dovegate-auth + Dovecot) per test session.
+
+The chain runs on free 127.0.0.1 ports in a fresh /tmp directory and is
+stopped by pid at the end. A failing test gets the three daemons' log tails
+in its report.
+"""
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+
+import pytest
+
+SRC_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(SRC_DIR, "tests", "chain"))
+
+from chain import Chain  # noqa: E402
+
+BUILD_DIR = os.environ.get("BUILD_DIR") or os.path.join(SRC_DIR, "build")
+
+
+class LogWatch:
+    """Reads a log from a remembered offset, so a test sees only its own lines."""
+
+    def __init__(self, path):
+        self.path = path
+        self.offset = os.path.getsize(path)
+
+    def text(self):
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            return f.read().decode("utf-8", "replace")
+
+    def wait_for(self, pattern, timeout=10.0):
+        """First match of `pattern` among the new lines; fails with what was seen."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            for line in self.text().splitlines():
+                m = rx.search(line)
+                if m:
+                    return m
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"no line matching {pattern!r} in {self.path}; new lines:\n"
+                                     + self.text()[-4000:])
+            time.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def chain():
+    state = tempfile.mkdtemp(prefix="dovegate-test-", dir="/tmp")
+    c = Chain(state, BUILD_DIR)
+    try:
+        c.start()
+    except Exception:
+        tails = c.log_tails(60) if hasattr(c, "values") else ""
+        pytest.fail(f"chain did not start (state kept in {state}):\n{tails}", pytrace=True)
+    pytest.dovegate_chain = c
+    yield c
+    c.stop()
+    if not getattr(pytest, "dovegate_failed", False):
+        shutil.rmtree(state, ignore_errors=True)
+    else:
+        print(f"\nchain state kept for inspection: {state}")
+
+
+@pytest.fixture
+def logs(chain):
+    """Fresh watchers on the three logs, positioned at the start of the test."""
+    e = chain.env
+    return {"auth": LogWatch(e["LOG_AUTH"]), "dovecot": LogWatch(e["LOG_DOVECOT"]),
+            "nginx": LogWatch(e["LOG_NGINX"])}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        pytest.dovegate_failed = True
+        c = getattr(pytest, "dovegate_chain", None)
+        if c is not None:
+            report.sections.append(("daemon logs", c.log_tails(40)))
