@@ -1,0 +1,576 @@
+#include "config.h"
+
+#include <errno.h>
+#include <arpa/inet.h>
+#include <ini.h>
+#include <libgen.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "schemes.h"
+
+struct key_def;
+typedef int set_fn(struct dg_config *cfg, const struct key_def *def,
+		   const char *value, char *why, size_t whylen);
+
+struct key_def {
+	const char *section;
+	const char *name;
+	set_fn *set;
+	size_t offset;          /* field in struct dg_config */
+	unsigned min, max;      /* for numbers */
+};
+
+#define FIELD(f) offsetof(struct dg_config, f)
+#define FIELD_PTR(cfg, def, type) ((type *)((char *)(cfg) + (def)->offset))
+
+static set_fn set_string, set_path, set_uint, set_mode, set_listen, set_token,
+	set_log_target, set_driver, set_scheme, set_backend, set_cred_mode,
+	set_name;
+
+/* Same order as enum config_key. */
+static const struct key_def keys[CK_COUNT] = {
+	{ "server", "listen", set_listen, FIELD(listen), 0, 0 },
+	{ "server", "socket_mode", set_mode, FIELD(socket_mode), 0, 0777 },
+	{ "server", "socket_group", set_name, FIELD(socket_group), 0, 0 },
+	{ "server", "secret_header", set_token, FIELD(secret_header), 0, 0 },
+	{ "server", "secret_file", set_path, FIELD(secret_file), 0, 0 },
+	{ "server", "timeout", set_uint, FIELD(timeout), 1, 300 },
+	{ "server", "max_header_bytes", set_uint, FIELD(max_header_bytes), 1024, 65536 },
+	{ "server", "user", set_name, FIELD(user), 0, 0 },
+	{ "server", "hash_threads", set_uint, FIELD(hash_threads), 1, 64 },
+	{ "log", "target", set_log_target, FIELD(log_target), 0, 0 },
+	{ "passdb", "driver", set_driver, FIELD(passdb_driver), 0, 0 },
+	{ "passdb", "path", set_path, FIELD(passdb_path), 0, 0 },
+	{ "passdb", "default_scheme", set_scheme, FIELD(default_scheme), 0, 0 },
+	{ "backend", "imap", set_backend, FIELD(backend[DG_PROTO_IMAP]), DG_PROTO_IMAP, 0 },
+	{ "backend", "pop3", set_backend, FIELD(backend[DG_PROTO_POP3]), DG_PROTO_POP3, 0 },
+	{ "backend", "smtp", set_backend, FIELD(backend[DG_PROTO_SMTP]), DG_PROTO_SMTP, 0 },
+	{ "credentials", "mode", set_cred_mode, FIELD(cred_mode), 0, 0 },
+	{ "credentials", "master_user", set_string, FIELD(master_user), 0, 0 },
+	{ "credentials", "master_separator", set_string, FIELD(master_separator), 0, 0 },
+	{ "credentials", "master_password_file", set_path, FIELD(master_password_file), 0, 0 },
+};
+
+static const char *const sections[] = {
+	"server", "log", "passdb", "backend", "credentials", NULL
+};
+
+const char *cred_mode_name(enum cred_mode mode)
+{
+	return mode == CRED_MODE_MASTER ? "master" : "passthrough";
+}
+
+/* ---- value setters ---------------------------------------------------------- */
+
+static int replace_string(char **field, const char *value, char *why, size_t whylen)
+{
+	char *copy = strdup(value);
+
+	if (copy == NULL) {
+		snprintf(why, whylen, "out of memory");
+		return -1;
+	}
+	free(*field);
+	*field = copy;
+	return 0;
+}
+
+/* Printable, no spaces at the ends: these values end up in HTTP headers. */
+static int set_string(struct dg_config *cfg, const struct key_def *def,
+		      const char *value, char *why, size_t whylen)
+{
+	size_t len = strlen(value);
+
+	if (len == 0) {
+		snprintf(why, whylen, "must not be empty");
+		return -1;
+	}
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)value[i];
+		if (c < ' ' || c == 0x7f) {
+			snprintf(why, whylen, "must not contain control characters");
+			return -1;
+		}
+	}
+	return replace_string(FIELD_PTR(cfg, def, char *), value, why, whylen);
+}
+
+/* User and group names: letters, digits and ._- */
+static int set_name(struct dg_config *cfg, const struct key_def *def,
+		    const char *value, char *why, size_t whylen)
+{
+	if (value[0] == '\0' || value[0] == '-' ||
+	    strspn(value, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			  "0123456789._-") != strlen(value)) {
+		snprintf(why, whylen, "not a valid user/group name");
+		return -1;
+	}
+	return replace_string(FIELD_PTR(cfg, def, char *), value, why, whylen);
+}
+
+/* Relative paths are relative to the config file's directory. */
+static int set_path(struct dg_config *cfg, const struct key_def *def,
+		    const char *value, char *why, size_t whylen)
+{
+	char *full;
+
+	if (value[0] == '\0') {
+		snprintf(why, whylen, "must not be empty");
+		return -1;
+	}
+	if (value[0] == '/')
+		return replace_string(FIELD_PTR(cfg, def, char *), value, why, whylen);
+	if (asprintf(&full, "%s/%s", cfg->dir, value) < 0) {
+		snprintf(why, whylen, "out of memory");
+		return -1;
+	}
+	free(*FIELD_PTR(cfg, def, char *));
+	*FIELD_PTR(cfg, def, char *) = full;
+	return 0;
+}
+
+static int parse_number(const char *value, int base, unsigned min, unsigned max,
+			unsigned *out)
+{
+	char *end;
+	unsigned long v;
+
+	if (value[0] < '0' || value[0] > '9')
+		return -1;
+	errno = 0;
+	v = strtoul(value, &end, base);
+	if (errno != 0 || *end != '\0' || v < min || v > max)
+		return -1;
+	*out = (unsigned)v;
+	return 0;
+}
+
+static int set_uint(struct dg_config *cfg, const struct key_def *def,
+		    const char *value, char *why, size_t whylen)
+{
+	if (parse_number(value, 10, def->min, def->max, FIELD_PTR(cfg, def, unsigned)) < 0) {
+		snprintf(why, whylen, "must be a number from %u to %u", def->min, def->max);
+		return -1;
+	}
+	return 0;
+}
+
+static int set_mode(struct dg_config *cfg, const struct key_def *def,
+		    const char *value, char *why, size_t whylen)
+{
+	if (parse_number(value, 8, def->min, def->max, FIELD_PTR(cfg, def, unsigned)) < 0) {
+		snprintf(why, whylen, "must be an octal mode such as 0660");
+		return -1;
+	}
+	return 0;
+}
+
+static int set_listen_unix(struct dg_listen *l, const char *path, char *why, size_t whylen)
+{
+	if (path[0] != '/') {
+		snprintf(why, whylen, "unix socket path must be absolute");
+		return -1;
+	}
+	if (strlen(path) >= sizeof(l->path)) {
+		snprintf(why, whylen, "unix socket path is too long");
+		return -1;
+	}
+	l->is_unix = true;
+	strcpy(l->path, path);
+	return 0;
+}
+
+/* Same strict "ip:port" / "[v6]:port" syntax as backends (libevent's own
+   parser accepts trailing garbage after the port). */
+static int parse_listen_tcp(struct dg_listen *l, const char *value)
+{
+	struct backend b;
+	const char *error;
+	struct sockaddr_in *sin = (struct sockaddr_in *)&l->addr;
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&l->addr;
+
+	if (backend_parse(value, &b, &error) < 0)
+		return -1;
+	if (inet_pton(AF_INET, b.ip, &sin->sin_addr) == 1) {
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(b.port);
+		l->addrlen = (int)sizeof(*sin);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, b.ip, &sin6->sin6_addr) == 1) {
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons(b.port);
+		l->addrlen = (int)sizeof(*sin6);
+		return 0;
+	}
+	return -1;
+}
+
+static int set_listen(struct dg_config *cfg, const struct key_def *def,
+		      const char *value, char *why, size_t whylen)
+{
+	struct dg_listen l;
+
+	memset(&l, 0, sizeof(l));
+	if (strncmp(value, "unix:", 5) == 0) {
+		if (set_listen_unix(&l, value + 5, why, whylen) < 0)
+			return -1;
+	} else if (parse_listen_tcp(&l, value) < 0) {
+		snprintf(why, whylen, "expected IP:port, [IPv6]:port or unix:/path");
+		return -1;
+	}
+	if (replace_string(&cfg->listen_text, value, why, whylen) < 0)
+		return -1;
+	cfg->listen = l;
+	return 0;
+}
+
+/* An HTTP header name. */
+static int set_token(struct dg_config *cfg, const struct key_def *def,
+		     const char *value, char *why, size_t whylen)
+{
+	if (value[0] == '\0' ||
+	    strspn(value, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			  "0123456789-") != strlen(value)) {
+		snprintf(why, whylen, "must be a header name (letters, digits, '-')");
+		return -1;
+	}
+	return replace_string(FIELD_PTR(cfg, def, char *), value, why, whylen);
+}
+
+static int set_log_target(struct dg_config *cfg, const struct key_def *def,
+			  const char *value, char *why, size_t whylen)
+{
+	if (strcmp(value, "stderr") == 0)
+		cfg->log_target = DGLOG_STDERR;
+	else if (strcmp(value, "syslog") == 0)
+		cfg->log_target = DGLOG_SYSLOG;
+	else {
+		snprintf(why, whylen, "must be stderr or syslog");
+		return -1;
+	}
+	return 0;
+}
+
+static int set_driver(struct dg_config *cfg, const struct key_def *def,
+		      const char *value, char *why, size_t whylen)
+{
+	if (strcmp(value, "passwd-file") != 0) {
+		snprintf(why, whylen, "only passwd-file is supported");
+		return -1;
+	}
+	return replace_string(&cfg->passdb_driver, value, why, whylen);
+}
+
+static int set_scheme(struct dg_config *cfg, const struct key_def *def,
+		      const char *value, char *why, size_t whylen)
+{
+	for (const char *const *n = scheme_names(); *n != NULL; n++) {
+		if (strcasecmp(*n, value) == 0)
+			return replace_string(&cfg->default_scheme, *n, why, whylen);
+	}
+	snprintf(why, whylen, "unknown password scheme");
+	return -1;
+}
+
+static int set_backend(struct dg_config *cfg, const struct key_def *def,
+		       const char *value, char *why, size_t whylen)
+{
+	const char *error;
+
+	if (backend_parse(value, FIELD_PTR(cfg, def, struct backend), &error) < 0) {
+		snprintf(why, whylen, "%s", error);
+		return -1;
+	}
+	cfg->has_backend[def->min] = true;
+	return 0;
+}
+
+static int set_cred_mode(struct dg_config *cfg, const struct key_def *def,
+			 const char *value, char *why, size_t whylen)
+{
+	if (strcmp(value, "master") == 0)
+		cfg->cred_mode = CRED_MODE_MASTER;
+	else if (strcmp(value, "passthrough") == 0)
+		cfg->cred_mode = CRED_MODE_PASSTHROUGH;
+	else {
+		snprintf(why, whylen, "must be master or passthrough");
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- parsing ---------------------------------------------------------------- */
+
+struct parse_state {
+	struct dg_config *cfg;
+	FILE *file;
+	char *buf;
+	size_t cap;
+	unsigned lineno;        /* line inih is working on */
+	unsigned err_line;      /* first error we saw */
+	char err[256];
+};
+
+static void record_error(struct parse_state *st, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void record_error(struct parse_state *st, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (st->err_line != 0)
+		return;
+	st->err_line = st->lineno;
+	va_start(ap, fmt);
+	vsnprintf(st->err, sizeof(st->err), fmt, ap);
+	va_end(ap);
+}
+
+static bool known_section(const char *name, size_t len)
+{
+	for (const char *const *s = sections; *s != NULL; s++) {
+		if (strlen(*s) == len && strncmp(*s, name, len) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Checks inih cannot do for us. Returns a message, or NULL if the line is fine. */
+static const char *check_line(const char *line, char *msg, size_t msglen)
+{
+	const char *p = line + strspn(line, " \t");
+	const char *close;
+
+	if (*p == '\0' || *p == '\n' || *p == '\r' || *p == ';' || *p == '#')
+		return NULL;
+	if (p != line)
+		return "indented line (continuation lines are not supported)";
+	if (*p != '[')
+		return NULL;
+	close = strchr(p, ']');
+	if (close != NULL && !known_section(p + 1, (size_t)(close - p - 1))) {
+		snprintf(msg, msglen, "unknown section [%.*s]", (int)(close - p - 1), p + 1);
+		return msg;
+	}
+	return NULL;
+}
+
+/* fgets-like reader for ini_parse_stream(): gives inih one whole line per
+   call, which lets us know the line number the handler is looking at (the
+   Debian libinih has no INI_HANDLER_LINENO). A line we refuse is replaced by
+   one inih also refuses, so its error count stays right. */
+static char *read_line(char *str, int num, void *stream)
+{
+	struct parse_state *st = stream;
+	char msg[96];
+	const char *bad;
+	ssize_t n = getline(&st->buf, &st->cap, st->file);
+
+	if (n < 0)
+		return NULL;
+	st->lineno++;
+	bad = check_line(st->buf, msg, sizeof(msg));
+	if (bad == NULL && n >= num)
+		bad = "line too long";
+	if (bad != NULL) {
+		record_error(st, "%s", bad);
+		snprintf(str, (size_t)num, "!\n");
+	} else {
+		memcpy(str, st->buf, (size_t)n + 1);
+	}
+	return str;
+}
+
+static int find_key(const char *section, const char *name)
+{
+	for (int i = 0; i < CK_COUNT; i++) {
+		if (strcmp(keys[i].section, section) == 0 && strcmp(keys[i].name, name) == 0)
+			return i;
+	}
+	return -1;
+}
+
+static int on_key(void *user, const char *section, const char *name, const char *value)
+{
+	struct parse_state *st = user;
+	char why[200];
+	int k;
+
+	if (section[0] == '\0') {
+		record_error(st, "'%s' outside of any [section]", name);
+		return 0;
+	}
+	k = find_key(section, name);
+	if (k < 0) {
+		record_error(st, "unknown key '%s' in [%s]", name, section);
+		return 0;
+	}
+	if (st->cfg->line[k] != 0) {
+		record_error(st, "duplicate key '%s' (first set on line %u)", name,
+			     st->cfg->line[k]);
+		return 0;
+	}
+	if (keys[k].set(st->cfg, &keys[k], value, why, sizeof(why)) < 0) {
+		record_error(st, "%s: %s", name, why);
+		return 0;
+	}
+	st->cfg->line[k] = st->lineno;
+	return 1;
+}
+
+static char *absolute_dir(const char *path)
+{
+	char *copy = strdup(path), *dir, *result = NULL, cwd[4096];
+
+	if (copy == NULL)
+		return NULL;
+	dir = dirname(copy);
+	if (dir[0] == '/')
+		result = strdup(dir);
+	else if (getcwd(cwd, sizeof(cwd)) == NULL)
+		result = NULL;
+	else if (strcmp(dir, ".") == 0)
+		result = strdup(cwd);
+	else if (asprintf(&result, "%s/%s", cwd, dir) < 0)
+		result = NULL;
+	free(copy);
+	return result;
+}
+
+static int set_defaults(struct dg_config *cfg, const char *path)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->socket_mode = 0660;
+	cfg->timeout = 5;
+	cfg->max_header_bytes = 8192;
+	cfg->hash_threads = 2;
+	cfg->log_target = DGLOG_STDERR;
+	cfg->path = strdup(path);
+	cfg->dir = absolute_dir(path);
+	cfg->secret_header = strdup("X-Dovegate-Secret");
+	cfg->passdb_driver = strdup("passwd-file");
+	cfg->default_scheme = strdup("CRYPT");
+	cfg->master_separator = strdup("*");
+	cfg->listen_text = strdup("127.0.0.1:9143");
+	if (cfg->listen_text != NULL)
+		parse_listen_tcp(&cfg->listen, cfg->listen_text);
+	return cfg->path && cfg->dir && cfg->secret_header && cfg->passdb_driver &&
+	       cfg->default_scheme && cfg->master_separator && cfg->listen_text ? 0 : -1;
+}
+
+void config_key_error(const struct dg_config *cfg, enum config_key key,
+		      char *err, size_t errlen, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (cfg->line[key] != 0)
+		snprintf(err, errlen, "%s:%u: %s", cfg->path, cfg->line[key], msg);
+	else
+		snprintf(err, errlen, "%s: %s", cfg->path, msg);
+}
+
+static int require(const struct dg_config *cfg, enum config_key key,
+		   char *err, size_t errlen)
+{
+	if (cfg->line[key] != 0)
+		return 0;
+	snprintf(err, errlen, "%s: [%s] %s is required", cfg->path,
+		 keys[key].section, keys[key].name);
+	return -1;
+}
+
+static int check_complete(const struct dg_config *cfg, char *err, size_t errlen)
+{
+	if (require(cfg, CK_SECRET_FILE, err, errlen) < 0 ||
+	    require(cfg, CK_PASSDB_PATH, err, errlen) < 0 ||
+	    require(cfg, CK_CRED_MODE, err, errlen) < 0)
+		return -1;
+	if (cfg->cred_mode == CRED_MODE_MASTER &&
+	    (require(cfg, CK_MASTER_USER, err, errlen) < 0 ||
+	     require(cfg, CK_MASTER_PASSWORD_FILE, err, errlen) < 0))
+		return -1;
+	if (!cfg->has_backend[DG_PROTO_IMAP] && !cfg->has_backend[DG_PROTO_POP3] &&
+	    !cfg->has_backend[DG_PROTO_SMTP]) {
+		snprintf(err, errlen, "%s: [backend] needs at least one of imap, pop3, smtp",
+			 cfg->path);
+		return -1;
+	}
+	if (strpbrk(cfg->master_separator, " ") != NULL) {
+		config_key_error(cfg, CK_MASTER_SEPARATOR, err, errlen,
+				 "master_separator must not contain spaces");
+		return -1;
+	}
+	return 0;
+}
+
+static int parse_file(struct parse_state *st, char *err, size_t errlen)
+{
+	const char *path = st->cfg->path;
+	int rc;
+
+	st->file = fopen(path, "re");
+	if (st->file == NULL) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	rc = ini_parse_stream(read_line, st, on_key, st);
+	fclose(st->file);
+	free(st->buf);
+	if (rc == 0)
+		return 0;
+	if (rc < 0)
+		snprintf(err, errlen, "%s: out of memory", path);
+	else if (st->err_line != 0 && st->err_line <= (unsigned)rc)
+		snprintf(err, errlen, "%s:%u: %s", path, st->err_line, st->err);
+	else
+		snprintf(err, errlen, "%s:%d: syntax error", path, rc);
+	return -1;
+}
+
+int config_load(const char *path, struct dg_config *cfg, char *err, size_t errlen)
+{
+	struct parse_state st;
+
+	memset(&st, 0, sizeof(st));
+	st.cfg = cfg;
+	if (set_defaults(cfg, path) < 0) {
+		snprintf(err, errlen, "%s: out of memory", path);
+		config_free(cfg);
+		return -1;
+	}
+	if (parse_file(&st, err, errlen) < 0 || check_complete(cfg, err, errlen) < 0) {
+		config_free(cfg);
+		return -1;
+	}
+	return 0;
+}
+
+void config_free(struct dg_config *cfg)
+{
+	free(cfg->path);
+	free(cfg->dir);
+	free(cfg->listen_text);
+	free(cfg->socket_group);
+	free(cfg->secret_header);
+	free(cfg->secret_file);
+	free(cfg->user);
+	free(cfg->passdb_driver);
+	free(cfg->passdb_path);
+	free(cfg->default_scheme);
+	free(cfg->master_user);
+	free(cfg->master_separator);
+	free(cfg->master_password_file);
+	memset(cfg, 0, sizeof(*cfg));
+}

@@ -1,0 +1,83 @@
+/* dovegate-auth.conf: INI file read with libinih. Errors are "FILE:LINE: message"
+   (or "FILE: message" when no single line is to blame). */
+#ifndef DOVEGATE_SHIM_CONFIG_H
+#define DOVEGATE_SHIM_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+#include "authhttp.h"
+#include "backend.h"
+#include "log.h"
+
+#ifndef SYSCONFDIR
+#define SYSCONFDIR "/etc"
+#endif
+#define CONFIG_DEFAULT_PATH SYSCONFDIR "/dovegate/dovegate-auth.conf"
+
+enum cred_mode { CRED_MODE_MASTER, CRED_MODE_PASSTHROUGH };
+
+struct dg_listen {
+	bool is_unix;
+	char path[108];                 /* unix: absolute socket path */
+	struct sockaddr_storage addr;   /* tcp */
+	int addrlen;
+};
+
+/* Every key, in the order of the table in config.c. */
+enum config_key {
+	CK_LISTEN, CK_SOCKET_MODE, CK_SOCKET_GROUP, CK_SECRET_HEADER,
+	CK_SECRET_FILE, CK_TIMEOUT, CK_MAX_HEADER_BYTES, CK_USER, CK_HASH_THREADS,
+	CK_LOG_TARGET,
+	CK_PASSDB_DRIVER, CK_PASSDB_PATH, CK_DEFAULT_SCHEME,
+	CK_BACKEND_IMAP, CK_BACKEND_POP3, CK_BACKEND_SMTP,
+	CK_CRED_MODE, CK_MASTER_USER, CK_MASTER_SEPARATOR, CK_MASTER_PASSWORD_FILE,
+	CK_COUNT
+};
+
+struct dg_config {
+	char *path;                     /* as given */
+	char *dir;                      /* absolute directory of path */
+	unsigned line[CK_COUNT];        /* line that set each key; 0 = default */
+
+	/* [server] */
+	char *listen_text;
+	struct dg_listen listen;
+	unsigned socket_mode;
+	char *socket_group;             /* NULL: keep the primary group */
+	char *secret_header;
+	char *secret_file;              /* absolute */
+	unsigned timeout;               /* seconds */
+	unsigned max_header_bytes;
+	char *user;                     /* NULL: do not drop privileges */
+	unsigned hash_threads;
+	/* [log] */
+	enum dglog_target log_target;
+	/* [passdb] */
+	char *passdb_driver;
+	char *passdb_path;              /* absolute */
+	char *default_scheme;
+	/* [backend] */
+	struct backend backend[DG_PROTO_COUNT];
+	bool has_backend[DG_PROTO_COUNT];
+	/* [credentials] */
+	enum cred_mode cred_mode;
+	char *master_user;
+	char *master_separator;
+	char *master_password_file;     /* absolute */
+};
+
+/* Parse and check `path`; on error fills err and returns -1 (cfg is then
+   already freed). Files named in the config are not opened here. */
+int config_load(const char *path, struct dg_config *cfg, char *err, size_t errlen);
+void config_free(struct dg_config *cfg);
+
+/* An error about key `key` ("FILE:LINE: ..." when the key was set in the file). */
+void config_key_error(const struct dg_config *cfg, enum config_key key,
+		      char *err, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+
+const char *cred_mode_name(enum cred_mode mode);
+
+#endif

@@ -1,0 +1,298 @@
+/* dovegate-auth: nginx mail auth_http server. Arguments, signals, lifecycle. */
+#include <errno.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+#include "runtime.h"
+#include "server.h"
+#include "workers.h"
+
+#ifndef DG_VERSION
+#define DG_VERSION "unknown"
+#endif
+
+/* Decisions waiting for a hash thread before new ones get a temporary failure. */
+#define HASH_QUEUE_MAX 1024
+/* How long SIGTERM waits for requests in flight. */
+#define DRAIN_SECONDS 30
+
+struct app {
+	const char *config_path;
+	struct dglog log;
+	struct event_base *base;
+	struct server *server;
+	struct workers *workers;
+	struct event *sig_term, *sig_int, *sig_hup, *drain_timer;
+	bool stopping;
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"Usage: dovegate-auth [-c CONFIG] [-t] [-h] [-V]\n"
+		"  -c CONFIG  configuration file (default " CONFIG_DEFAULT_PATH ")\n"
+		"  -t         test the configuration (incl. users and secret files) and exit\n"
+		"  -h         this help\n"
+		"  -V         version\n"
+		"Runs in the foreground; SIGHUP reloads, SIGTERM stops gracefully.\n");
+}
+
+/* ---- privileges -------------------------------------------------------- */
+
+static int check_user_exists(const struct dg_config *cfg, char *err, size_t errlen)
+{
+	if (cfg->user != NULL && getpwnam(cfg->user) == NULL) {
+		config_key_error(cfg, CK_USER, err, errlen, "user %s does not exist", cfg->user);
+		return -1;
+	}
+	if (cfg->socket_group != NULL && getgrnam(cfg->socket_group) == NULL) {
+		config_key_error(cfg, CK_SOCKET_GROUP, err, errlen, "group %s does not exist",
+				 cfg->socket_group);
+		return -1;
+	}
+	return 0;
+}
+
+static int drop_privileges(const char *user, char *err, size_t errlen)
+{
+	struct passwd *pw = getpwnam(user);
+
+	if (pw == NULL) {
+		snprintf(err, errlen, "user %s does not exist", user);
+		return -1;
+	}
+	if (getuid() == pw->pw_uid && geteuid() == pw->pw_uid)
+		return 0;
+	if (initgroups(user, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
+	    setuid(pw->pw_uid) < 0) {
+		snprintf(err, errlen, "cannot switch to user %s: %s", user, strerror(errno));
+		return -1;
+	}
+	if (pw->pw_uid != 0 && setuid(0) == 0) {
+		snprintf(err, errlen, "could regain root after switching to %s", user);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- signals ------------------------------------------------------------ */
+
+static void on_drain_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct app *app = arg;
+
+	dglog(&app->log, LOG_WARNING, "%zu requests still in flight after %d s; exiting",
+	      server_in_flight(app->server), DRAIN_SECONDS);
+	event_base_loopexit(app->base, NULL);
+}
+
+static void on_drained(void *arg)
+{
+	struct app *app = arg;
+
+	event_base_loopexit(app->base, NULL);
+}
+
+static void on_stop(evutil_socket_t sig, short what, void *arg)
+{
+	struct app *app = arg;
+	struct timeval tv = { DRAIN_SECONDS, 0 };
+
+	if (app->stopping)
+		return;
+	app->stopping = true;
+	dglog(&app->log, LOG_INFO, "signal %d: stopping, %zu requests in flight",
+	      (int)sig, server_in_flight(app->server));
+	app->drain_timer = evtimer_new(app->base, on_drain_timeout, app);
+	if (app->drain_timer != NULL)
+		evtimer_add(app->drain_timer, &tv);
+	server_drain(app->server, on_drained, app);
+}
+
+/* Settings bound at start-up: warn instead of pretending to apply them. */
+static void warn_restart_only(struct app *app, const struct dg_config *old,
+			      const struct dg_config *new)
+{
+	bool changed =
+		strcmp(old->listen_text, new->listen_text) != 0 ||
+		old->socket_mode != new->socket_mode ||
+		(old->user == NULL) != (new->user == NULL) ||
+		(old->user != NULL && strcmp(old->user, new->user) != 0) ||
+		(old->socket_group == NULL) != (new->socket_group == NULL) ||
+		(old->socket_group != NULL && strcmp(old->socket_group, new->socket_group) != 0) ||
+		old->hash_threads != new->hash_threads;
+
+	if (changed)
+		dglog(&app->log, LOG_WARNING, "listen, socket_mode, socket_group, user "
+		      "and hash_threads changes take effect only after a restart");
+}
+
+static void on_reload(evutil_socket_t sig, short what, void *arg)
+{
+	struct app *app = arg;
+	char err[1024];
+	struct runtime *rt = runtime_load(app->config_path, true, &app->log, err, sizeof(err));
+
+	if (rt == NULL) {
+		dglog(&app->log, LOG_ERR, "reload failed, keeping the running "
+		      "configuration: %s", err);
+		return;
+	}
+	warn_restart_only(app, &server_runtime(app->server)->cfg, &rt->cfg);
+	server_set_runtime(app->server, rt);
+	dglog_set_target(&app->log, rt->cfg.log_target);
+	dglog(&app->log, LOG_INFO, "configuration reloaded from %s (%zu users)",
+	      app->config_path, passdb_user_count(rt->passdb));
+	runtime_unref(rt);
+}
+
+static int add_signals(struct app *app)
+{
+	app->sig_term = evsignal_new(app->base, SIGTERM, on_stop, app);
+	app->sig_int = evsignal_new(app->base, SIGINT, on_stop, app);
+	app->sig_hup = evsignal_new(app->base, SIGHUP, on_reload, app);
+	if (app->sig_term == NULL || app->sig_int == NULL || app->sig_hup == NULL ||
+	    evsignal_add(app->sig_term, NULL) < 0 || evsignal_add(app->sig_int, NULL) < 0 ||
+	    evsignal_add(app->sig_hup, NULL) < 0)
+		return -1;
+	return 0;
+}
+
+/* ---- lifecycle ------------------------------------------------------------ */
+
+static int test_config(struct app *app)
+{
+	char err[1024];
+	struct runtime *rt = runtime_load(app->config_path, true, &app->log, err, sizeof(err));
+
+	if (rt == NULL) {
+		fprintf(stderr, "%s\n", err);
+		return 1;
+	}
+	if (check_user_exists(&rt->cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s\n", err);
+		runtime_unref(rt);
+		return 1;
+	}
+	printf("config OK\n");
+	runtime_unref(rt);
+	return 0;
+}
+
+/* Bind, drop privileges, start the hash threads. */
+static int start(struct app *app, struct runtime *rt, char *err, size_t errlen)
+{
+	const struct dg_config *cfg = &rt->cfg;
+
+	app->server = server_new(app->base, &app->log, rt, err, errlen);
+	if (app->server == NULL)
+		return -1;
+	if (cfg->user != NULL && drop_privileges(cfg->user, err, errlen) < 0)
+		return -1;
+	if (cfg->user == NULL && geteuid() == 0)
+		dglog(&app->log, LOG_WARNING, "running as root; set [server] user = "
+		      "to drop privileges");
+	app->workers = workers_new(app->base, cfg->hash_threads, HASH_QUEUE_MAX, err, errlen);
+	if (app->workers == NULL)
+		return -1;
+	server_set_workers(app->server, app->workers);
+	if (add_signals(app) < 0) {
+		snprintf(err, errlen, "cannot install signal handlers");
+		return -1;
+	}
+	return 0;
+}
+
+static void stop(struct app *app)
+{
+	/* workers first: their last completions still reply through the server */
+	workers_free(app->workers);
+	server_free(app->server);
+	if (app->sig_term != NULL)
+		event_free(app->sig_term);
+	if (app->sig_int != NULL)
+		event_free(app->sig_int);
+	if (app->sig_hup != NULL)
+		event_free(app->sig_hup);
+	if (app->drain_timer != NULL)
+		event_free(app->drain_timer);
+	if (app->base != NULL)
+		event_base_free(app->base);
+}
+
+static int run(struct app *app)
+{
+	char err[1024];
+	struct runtime *rt;
+	int rc = 1;
+
+	signal(SIGPIPE, SIG_IGN);
+	/* before event_base_new(): hash threads wake the loop with event_active() */
+	if (evthread_use_pthreads() < 0 || (app->base = event_base_new()) == NULL) {
+		dglog(&app->log, LOG_ERR, "cannot initialise libevent");
+		return 1;
+	}
+	rt = runtime_load(app->config_path, false, &app->log, err, sizeof(err));
+	if (rt == NULL) {
+		dglog(&app->log, LOG_ERR, "%s", err);
+		stop(app);
+		return 1;
+	}
+	dglog_set_target(&app->log, rt->cfg.log_target);
+	if (start(app, rt, err, sizeof(err)) < 0) {
+		dglog(&app->log, LOG_ERR, "%s", err);
+	} else {
+		dglog(&app->log, LOG_INFO, "dovegate-auth " DG_VERSION " listening on %s, "
+		      "%zu users, credentials mode %s", rt->cfg.listen_text,
+		      passdb_user_count(rt->passdb), cred_mode_name(rt->cfg.cred_mode));
+		if (event_base_dispatch(app->base) == 0)
+			rc = 0;
+		dglog(&app->log, LOG_INFO, "stopped");
+	}
+	runtime_unref(rt);
+	stop(app);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	struct app app;
+	bool test_only = false;
+	int opt, rc;
+
+	memset(&app, 0, sizeof(app));
+	app.config_path = CONFIG_DEFAULT_PATH;
+	dglog_init(&app.log);
+	while ((opt = getopt(argc, argv, "c:thV")) != -1) {
+		switch (opt) {
+		case 'c': app.config_path = optarg; break;
+		case 't': test_only = true; break;
+		case 'h': usage(stdout); return 0;
+		case 'V': printf("dovegate-auth %s\n", DG_VERSION); return 0;
+		default: usage(stderr); return 1;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 1;
+	}
+	if (sodium_init() < 0) {
+		fprintf(stderr, "dovegate-auth: cannot initialise libsodium\n");
+		return 1;
+	}
+	rc = test_only ? test_config(&app) : run(&app);
+	dglog_close(&app.log);
+	return rc;
+}

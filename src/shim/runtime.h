@@ -1,0 +1,35 @@
+/* Everything one login decision needs, built from one version of the config:
+   the config itself, the shared secret, the credentials, the passdb.
+   Immutable once built (except the passdb's own reloads, done on the loop
+   thread) and reference counted, so SIGHUP can swap in a new one while
+   decisions under the old one finish. Only touched on the event loop thread;
+   hash workers get copies of what they need. */
+#ifndef DOVEGATE_SHIM_RUNTIME_H
+#define DOVEGATE_SHIM_RUNTIME_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "config.h"
+#include "credentials.h"
+#include "log.h"
+#include "passdb.h"
+#include "secret.h"
+
+struct runtime {
+	unsigned refs;
+	struct dg_config cfg;
+	struct secret http_secret;
+	struct credentials cred;
+	struct passdb *passdb;
+};
+
+/* strict: an unusable users file is an error (config test, reload).
+   Otherwise (start-up) it is logged and logins fail temporarily until the
+   file becomes usable. Errors are "CONFIG:LINE: message". */
+struct runtime *runtime_load(const char *config_path, bool strict,
+			     struct dglog *log, char *err, size_t errlen);
+struct runtime *runtime_ref(struct runtime *rt);
+void runtime_unref(struct runtime *rt);
+
+#endif

@@ -1,0 +1,31 @@
+# cmocka unit tests. One block per test program; append new ones below.
+if UNIT_TESTS
+check_PROGRAMS += tests/unit/test_schemes
+tests_unit_test_schemes_SOURCES = tests/unit/test_schemes.c
+tests_unit_test_schemes_CPPFLAGS = $(AM_CPPFLAGS) -DDG_VECTORS_DIR='"$(abs_top_srcdir)/tests/vectors"'
+tests_unit_test_schemes_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS) $(OPENSSL_CFLAGS)
+tests_unit_test_schemes_LDADD = $(DG_COMMON_LIBS) $(CMOCKA_LIBS)
+TESTS += tests/unit/test_schemes
+
+check_PROGRAMS += tests/unit/test_passwd_file
+tests_unit_test_passwd_file_SOURCES = tests/unit/test_passwd_file.c
+tests_unit_test_passwd_file_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS)
+tests_unit_test_passwd_file_LDADD = $(DG_COMMON_LIBS) $(CMOCKA_LIBS)
+TESTS += tests/unit/test_passwd_file
+
+# dovegate-auth (src/shim): protocol, decisions, configuration
+check_PROGRAMS += tests/unit/test_authhttp
+tests_unit_test_authhttp_SOURCES = tests/unit/test_authhttp.c
+tests_unit_test_authhttp_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/src/shim
+tests_unit_test_authhttp_CFLAGS = $(DG_SHIM_CFLAGS) $(CMOCKA_CFLAGS)
+tests_unit_test_authhttp_LDADD = $(DG_SHIM_LIBS) $(CMOCKA_LIBS)
+TESTS += tests/unit/test_authhttp
+
+check_PROGRAMS += tests/unit/test_config
+tests_unit_test_config_SOURCES = tests/unit/test_config.c
+tests_unit_test_config_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/src/shim
+tests_unit_test_config_CFLAGS = $(DG_SHIM_CFLAGS) $(CMOCKA_CFLAGS)
+tests_unit_test_config_LDADD = $(DG_SHIM_LIBS) $(CMOCKA_LIBS)
+TESTS += tests/unit/test_config
+endif
+EXTRA_DIST += tests/vectors/dovecot-pw.txt

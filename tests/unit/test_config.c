@@ -1,0 +1,431 @@
+/* dovegate-auth configuration: parsing, line numbers in errors, relative
+   paths, and the files the config names (secret, master password, users). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "credentials.h"
+#include "log.h"
+#include "runtime.h"
+
+#define N(a) (sizeof(a) / sizeof((a)[0]))
+
+struct tmpdir {
+	char dir[64];
+	char conf[128];
+	char err[1024];
+	struct dglog log;
+};
+
+static void write_file(const struct tmpdir *t, const char *name, const char *text,
+		       mode_t mode)
+{
+	char path[256];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", t->dir, name);
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+	assert_int_equal(chmod(path, mode), 0);
+}
+
+static int setup(void **state)
+{
+	struct tmpdir *t = calloc(1, sizeof(*t));
+
+	strcpy(t->dir, "/tmp/dg-test-config-XXXXXX");
+	assert_non_null(mkdtemp(t->dir));
+	snprintf(t->conf, sizeof(t->conf), "%s/dovegate-auth.conf", t->dir);
+	write_file(t, "secret", "s3cr3t\n", 0600);
+	write_file(t, "master", "m4ster\n", 0600);
+	write_file(t, "users", "alice:{PLAIN}x::::::\n", 0644);
+	dglog_init(&t->log);
+	*state = t;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct tmpdir *t = *state;
+	const char *names[] = { "secret", "master", "users", "dovegate-auth.conf" };
+	char path[256];
+
+	for (size_t i = 0; i < N(names); i++) {
+		snprintf(path, sizeof(path), "%s/%s", t->dir, names[i]);
+		unlink(path);
+	}
+	rmdir(t->dir);
+	free(t);
+	return 0;
+}
+
+#define VALID \
+	"; comment\n"                                   /* 1 */ \
+	"[server]\n"                                    /* 2 */ \
+	"listen = 127.0.0.1:9143\n"                     /* 3 */ \
+	"secret_header = X-Dovegate-Secret\n"           /* 4 */ \
+	"secret_file = secret   ; inline comment\n"     /* 5 */ \
+	"timeout = 7\n"                                 /* 6 */ \
+	"max_header_bytes = 4096\n"                     /* 7 */ \
+	"\n"                                            /* 8 */ \
+	"[log]\n"                                       /* 9 */ \
+	"target = syslog\n"                             /* 10 */ \
+	"[passdb]\n"                                    /* 11 */ \
+	"driver = passwd-file\n"                        /* 12 */ \
+	"path = users\n"                                /* 13 */ \
+	"default_scheme = sha512-crypt\n"               /* 14 */ \
+	"[backend]\n"                                   /* 15 */ \
+	"imap = 127.0.0.1:10143\n"                      /* 16 */ \
+	"pop3 = [::1]:10110\n"                          /* 17 */ \
+	"[credentials]\n"                               /* 18 */ \
+	"mode = master\n"                               /* 19 */ \
+	"master_user = dovegate\n"                      /* 20 */ \
+	"master_separator = *\n"                        /* 21 */ \
+	"master_password_file = master\n"               /* 22 */
+
+/* Loads `text` as the config; returns config_load()'s result. */
+static int load(struct tmpdir *t, const char *text, struct dg_config *cfg)
+{
+	write_file(t, "dovegate-auth.conf", text, 0644);
+	t->err[0] = '\0';
+	return config_load(t->conf, cfg, t->err, sizeof(t->err));
+}
+
+/* Expect an error "CONF:line: message". */
+static void expect_error(struct tmpdir *t, const char *text, unsigned line,
+			 const char *message)
+{
+	struct dg_config cfg;
+	char want[1024];
+
+	assert_int_equal(load(t, text, &cfg), -1);
+	if (line != 0)
+		snprintf(want, sizeof(want), "%s:%u: %s", t->conf, line, message);
+	else
+		snprintf(want, sizeof(want), "%s: %s", t->conf, message);
+	assert_string_equal(t->err, want);
+}
+
+static void test_valid(void **state)
+{
+	struct tmpdir *t = *state;
+	struct dg_config cfg;
+	char path[256];
+
+	assert_int_equal(load(t, VALID, &cfg), 0);
+	assert_false(cfg.listen.is_unix);
+	assert_int_equal(cfg.listen.addr.ss_family, AF_INET);
+	assert_int_equal(ntohs(((struct sockaddr_in *)&cfg.listen.addr)->sin_port), 9143);
+	assert_string_equal(cfg.secret_header, "X-Dovegate-Secret");
+	assert_int_equal(cfg.timeout, 7);
+	assert_int_equal(cfg.max_header_bytes, 4096);
+	assert_int_equal(cfg.log_target, DGLOG_SYSLOG);
+	assert_string_equal(cfg.default_scheme, "SHA512-CRYPT");
+	assert_true(cfg.has_backend[DG_PROTO_IMAP]);
+	assert_true(cfg.has_backend[DG_PROTO_POP3]);
+	assert_false(cfg.has_backend[DG_PROTO_SMTP]);
+	assert_string_equal(cfg.backend[DG_PROTO_POP3].ip, "::1");
+	assert_int_equal(cfg.backend[DG_PROTO_POP3].port, 10110);
+	assert_int_equal(cfg.cred_mode, CRED_MODE_MASTER);
+	assert_string_equal(cfg.master_user, "dovegate");
+	assert_string_equal(cfg.master_separator, "*");
+	assert_int_equal(cfg.line[CK_MASTER_PASSWORD_FILE], 22);
+	/* relative paths are relative to the config file's directory */
+	snprintf(path, sizeof(path), "%s/secret", t->dir);
+	assert_string_equal(cfg.secret_file, path);
+	snprintf(path, sizeof(path), "%s/users", t->dir);
+	assert_string_equal(cfg.passdb_path, path);
+	snprintf(path, sizeof(path), "%s/master", t->dir);
+	assert_string_equal(cfg.master_password_file, path);
+	config_free(&cfg);
+}
+
+static void test_defaults(void **state)
+{
+	struct tmpdir *t = *state;
+	struct dg_config cfg;
+
+	assert_int_equal(load(t, "[server]\nsecret_file = /etc/x\n[passdb]\npath = /etc/u\n"
+			      "[backend]\nsmtp = 127.0.0.1:25\n[credentials]\n"
+			      "mode = passthrough\n", &cfg), 0);
+	assert_string_equal(cfg.listen_text, "127.0.0.1:9143");
+	assert_int_equal(ntohs(((struct sockaddr_in *)&cfg.listen.addr)->sin_port), 9143);
+	assert_string_equal(cfg.secret_header, "X-Dovegate-Secret");
+	assert_int_equal(cfg.timeout, 5);
+	assert_int_equal(cfg.max_header_bytes, 8192);
+	assert_int_equal(cfg.socket_mode, 0660);
+	assert_int_equal(cfg.log_target, DGLOG_STDERR);
+	assert_string_equal(cfg.default_scheme, "CRYPT");
+	assert_string_equal(cfg.secret_file, "/etc/x");
+	assert_int_equal(cfg.cred_mode, CRED_MODE_PASSTHROUGH);
+	assert_null(cfg.user);
+	config_free(&cfg);
+}
+
+static void test_unknown_key(void **state)
+{
+	struct tmpdir *t = *state;
+	char text[2048];
+
+	snprintf(text, sizeof(text), "%s[server]\nlisten_port = 1\n", VALID);
+	expect_error(t, text, 24, "unknown key 'listen_port' in [server]");
+	expect_error(t, "[server]\nsecret_file = x\n[backend]\nimap2 = 127.0.0.1:1\n", 4,
+		     "unknown key 'imap2' in [backend]");
+	expect_error(t, "listen = 127.0.0.1:1\n", 1, "'listen' outside of any [section]");
+}
+
+static void test_unknown_section(void **state)
+{
+	struct tmpdir *t = *state;
+	char text[2048];
+
+	snprintf(text, sizeof(text), "%s[cache]\nttl = 5\n", VALID);
+	expect_error(t, text, 23, "unknown section [cache]");
+}
+
+static void test_syntax_errors(void **state)
+{
+	struct tmpdir *t = *state;
+	char text[2048], longline[400];
+
+	expect_error(t, "[server]\nsecret_file = x\nlisten\n", 3, "syntax error");
+	expect_error(t, "[server]\nsecret_file = x\nsecret_file = y\n", 3,
+		     "duplicate key 'secret_file' (first set on line 2)");
+	expect_error(t, "[server]\nsecret_file = x\n  continued\n", 3,
+		     "indented line (continuation lines are not supported)");
+	memset(longline, 'a', sizeof(longline) - 1);
+	longline[sizeof(longline) - 1] = '\0';
+	snprintf(text, sizeof(text), "[server]\nsecret_file = %s\n", longline);
+	expect_error(t, text, 2, "line too long");
+	expect_error(t, "[server]\ntimeout = 0\n", 2, "timeout: must be a number from 1 to 300");
+	expect_error(t, "[server]\ntimeout = 5s\n", 2, "timeout: must be a number from 1 to 300");
+	expect_error(t, "[server]\nsocket_mode = 0999\n", 2,
+		     "socket_mode: must be an octal mode such as 0660");
+	expect_error(t, "[log]\ntarget = file\n", 2, "target: must be stderr or syslog");
+	expect_error(t, "[passdb]\ndriver = ldap\n", 2, "driver: only passwd-file is supported");
+	expect_error(t, "[passdb]\ndefault_scheme = ROT13\n", 2,
+		     "default_scheme: unknown password scheme");
+	expect_error(t, "[credentials]\nmode = ticket\n", 2,
+		     "mode: must be master or passthrough");
+	expect_error(t, "[server]\nsecret_header = X Secret\n", 2,
+		     "secret_header: must be a header name (letters, digits, '-')");
+}
+
+static void test_bad_listen(void **state)
+{
+	struct tmpdir *t = *state;
+	const char *bad[] = { "localhost:9143", "127.0.0.1", "127.0.0.1:0", "*:9143",
+			      "127.0.0.1:70000", "[::1]", "127.0.0.1:9143x", "::1:9143",
+			      "unix/run/x" };
+	char text[256];
+
+	for (size_t i = 0; i < N(bad); i++) {
+		snprintf(text, sizeof(text), "[server]\n\nlisten = %s\n", bad[i]);
+		expect_error(t, text, 3, "listen: expected IP:port, [IPv6]:port or unix:/path");
+	}
+	expect_error(t, "[server]\nlisten = unix:run/auth.sock\n", 2,
+		     "listen: unix socket path must be absolute");
+}
+
+static void test_listen_forms(void **state)
+{
+	struct tmpdir *t = *state;
+	struct dg_config cfg;
+	char text[2048];
+
+	/* replace line 3, "listen = 127.0.0.1:9143" (23 bytes) */
+	strcpy(text, VALID);
+	memcpy(strstr(text, "listen = 127.0.0.1:9143"), "listen = [::1]:19143   ", 23);
+	assert_int_equal(load(t, text, &cfg), 0);
+	assert_int_equal(cfg.listen.addr.ss_family, AF_INET6);
+	assert_int_equal(ntohs(((struct sockaddr_in6 *)&cfg.listen.addr)->sin6_port), 19143);
+	config_free(&cfg);
+
+	strcpy(text, VALID);
+	memcpy(strstr(text, "listen = 127.0.0.1:9143"), "listen = unix:/run/x.sk", 23);
+	assert_int_equal(load(t, text, &cfg), 0);
+	assert_true(cfg.listen.is_unix);
+	assert_string_equal(cfg.listen.path, "/run/x.sk");
+	config_free(&cfg);
+
+	strcpy(text, VALID);
+	memcpy(strstr(text, "listen = 127.0.0.1:9143"), "listen = 0.0.0.0:9143  ", 23);
+	assert_int_equal(load(t, text, &cfg), 0);
+	config_free(&cfg);
+}
+
+static void test_bad_backend(void **state)
+{
+	struct tmpdir *t = *state;
+
+	expect_error(t, "[backend]\nimap = mail.example.com:143\n", 2,
+		     "imap: not an IP literal (host names are not allowed: nginx needs an IP)");
+	expect_error(t, "[backend]\nsmtp = ::1:25\n", 2,
+		     "smtp: expected ip:port (write IPv6 as [addr]:port)");
+}
+
+static void test_required(void **state)
+{
+	struct tmpdir *t = *state;
+
+	expect_error(t, "[passdb]\npath = users\n", 0, "[server] secret_file is required");
+	expect_error(t, "[server]\nsecret_file = s\n[passdb]\npath = u\n[backend]\n"
+		     "imap = 127.0.0.1:1\n", 0, "[credentials] mode is required");
+	expect_error(t, "[server]\nsecret_file = s\n[passdb]\npath = u\n[backend]\n"
+		     "imap = 127.0.0.1:1\n[credentials]\nmode = master\n", 0,
+		     "[credentials] master_user is required");
+	expect_error(t, "[server]\nsecret_file = s\n[passdb]\npath = u\n"
+		     "[credentials]\nmode = passthrough\n", 0,
+		     "[backend] needs at least one of imap, pop3, smtp");
+}
+
+static void test_missing_config_file(void **state)
+{
+	struct tmpdir *t = *state;
+	struct dg_config cfg;
+	char path[256], want[512];
+
+	snprintf(path, sizeof(path), "%s/nonexistent.conf", t->dir);
+	assert_int_equal(config_load(path, &cfg, t->err, sizeof(t->err)), -1);
+	snprintf(want, sizeof(want), "%s: No such file or directory", path);
+	assert_string_equal(t->err, want);
+}
+
+/* ---- the files a config names (what -t also checks) ----------------------- */
+
+static void test_runtime_ok(void **state)
+{
+	struct tmpdir *t = *state;
+	struct runtime *rt;
+
+	write_file(t, "dovegate-auth.conf", VALID, 0644);
+	rt = runtime_load(t->conf, true, &t->log, t->err, sizeof(t->err));
+	if (rt == NULL)
+		fail_msg("%s", t->err);
+	assert_string_equal(rt->http_secret.data, "s3cr3t");
+	assert_string_equal(rt->cred.master_password.data, "m4ster");
+	assert_int_equal(passdb_user_count(rt->passdb), 1);
+	runtime_unref(rt);
+}
+
+static void test_insecure_master_password_file(void **state)
+{
+	struct tmpdir *t = *state;
+	const mode_t modes[] = { 0640, 0604, 0620, 0644 };
+	char want[512];
+
+	write_file(t, "dovegate-auth.conf", VALID, 0644);
+	for (size_t i = 0; i < N(modes); i++) {
+		write_file(t, "master", "m4ster\n", modes[i]);
+		assert_null(runtime_load(t->conf, true, &t->log, t->err, sizeof(t->err)));
+		snprintf(want, sizeof(want), "%s:22: master_password_file %s/master: is "
+			 "accessible by group or others (mode %04o); run chmod 600 on it",
+			 t->conf, t->dir, (unsigned)modes[i]);
+		assert_string_equal(t->err, want);
+	}
+	write_file(t, "master", "m4ster\n", 0400);
+	struct runtime *rt = runtime_load(t->conf, true, &t->log, t->err, sizeof(t->err));
+	assert_non_null(rt);
+	runtime_unref(rt);
+}
+
+static void test_bad_secret_files(void **state)
+{
+	struct tmpdir *t = *state;
+	char want[512];
+
+	write_file(t, "dovegate-auth.conf", VALID, 0644);
+	write_file(t, "master", "two\nlines\n", 0600);
+	assert_null(runtime_load(t->conf, true, &t->log, t->err, sizeof(t->err)));
+	snprintf(want, sizeof(want), "%s:22: master_password_file %s/master: contains "
+		 "a control character or more than one line", t->conf, t->dir);
+	assert_string_equal(t->err, want);
+
+	write_file(t, "master", "m4ster", 0600);       /* no newline is fine */
+	unlink(strcat(strcpy(want, t->dir), "/secret"));
+	assert_null(runtime_load(t->conf, true, &t->log, t->err, sizeof(t->err)));
+	snprintf(want, sizeof(want), "%s:5: secret_file %s/secret: No such file or directory",
+		 t->conf, t->dir);
+	assert_string_equal(t->err, want);
+
+	write_file(t, "secret", "\n", 0600);
+	assert_null(runtime_load(t->conf, true, &t->log, t->err, sizeof(t->err)));
+	assert_non_null(strstr(t->err, "secret: is empty"));
+}
+
+static void test_users_file(void **state)
+{
+	struct tmpdir *t = *state;
+	struct runtime *rt;
+	char path[256], want[1024];
+
+	write_file(t, "dovegate-auth.conf", VALID, 0644);
+	snprintf(path, sizeof(path), "%s/users", t->dir);
+	unlink(path);
+	/* -t and reload: an error naming the line of [passdb] path */
+	assert_null(runtime_load(t->conf, true, &t->log, t->err, sizeof(t->err)));
+	snprintf(want, sizeof(want), "%s:13: users file ", t->conf);
+	assert_memory_equal(t->err, want, strlen(want));
+	assert_non_null(strstr(t->err, "No such file or directory"));
+	/* start-up: runs, logins fail temporarily */
+	rt = runtime_load(t->conf, false, &t->log, t->err, sizeof(t->err));
+	assert_non_null(rt);
+	assert_int_equal(passdb_user_count(rt->passdb), 0);
+	runtime_unref(rt);
+}
+
+static void test_passthrough_needs_no_master(void **state)
+{
+	struct tmpdir *t = *state;
+	struct runtime *rt;
+
+	write_file(t, "dovegate-auth.conf",
+		   "[server]\nsecret_file = secret\n[passdb]\npath = users\n"
+		   "[backend]\nimap = 127.0.0.1:10143\n[credentials]\nmode = passthrough\n", 0644);
+	rt = runtime_load(t->conf, true, &t->log, t->err, sizeof(t->err));
+	if (rt == NULL)
+		fail_msg("%s", t->err);
+	assert_int_equal(rt->cred.mode, CRED_MODE_PASSTHROUGH);
+	assert_null(rt->cred.master_password.data);
+	runtime_unref(rt);
+}
+
+int main(void)
+{
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+	const struct CMUnitTest tests[] = {
+		T(test_valid),
+		T(test_defaults),
+		T(test_unknown_key),
+		T(test_unknown_section),
+		T(test_syntax_errors),
+		T(test_bad_listen),
+		T(test_listen_forms),
+		T(test_bad_backend),
+		T(test_required),
+		T(test_missing_config_file),
+		T(test_runtime_ok),
+		T(test_insecure_master_password_file),
+		T(test_bad_secret_files),
+		T(test_users_file),
+		T(test_passthrough_needs_no_master),
+	};
+
+	if (sodium_init() < 0)
+		return 1;
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
