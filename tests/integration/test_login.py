@@ -31,7 +31,7 @@ def imap(chain, port_key="NGINX_IMAP_PORT"):
 def decision(logs, **fields):
     """Wait for dovegate-auth's decision line carrying all `fields`."""
     parts = [rf"(?=.*\b{k}={re.escape(str(v))}(\s|$))" for k, v in fields.items()]
-    return logs["auth"].wait_for(r"\bdecision\b" + "".join(parts) + r".*session=(\S+)")
+    return logs["auth"].wait_for(r"\bdecision\b" + "".join(parts) + r".*?\bsession=(\S+).*")
 
 
 def login_line(logs, service, username):
