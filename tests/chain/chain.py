@@ -120,8 +120,13 @@ def tail(path, lines=40):
 class Chain:
     """Starts and stops the three daemons; `env` holds endpoints.env's values."""
 
-    def __init__(self, state_dir, build_dir, users=DEMO_USERS):
+    def __init__(self, state_dir, build_dir, users=DEMO_USERS, dovecot_pre="", dovecot_post=""):
+        """dovecot_pre/dovecot_post: extra Dovecot settings for a test, placed
+        before the dovegate snippet (e.g. a passdb that must come first) and
+        at the end (later settings override earlier ones)."""
         self.state = os.path.abspath(state_dir)
+        self.dovecot_pre = dovecot_pre
+        self.dovecot_post = dovecot_post
         self.build = os.path.abspath(build_dir)
         self.users = list(users)
         self.procs = {}  # name -> Popen, in start order
@@ -177,6 +182,8 @@ class Chain:
             "MASTER_PASSWORD_FILE": self.path("etc", "master-password"),
             "HTTP_SECRET_FILE": self.path("etc", "http-secret"),
             "LOGIN_PLUGIN_DIR": os.path.join(self.build, "src", "plugin", ".libs"),
+            "DOVECOT_EXTRA_PRE": self.dovecot_pre,
+            "DOVECOT_EXTRA_POST": self.dovecot_post,
             "LMTP_SOCKET": self.path("dovecot-base", "lmtp"),
         }
         v["AUTH_HTTP_URL"] = f"http://127.0.0.1:{v['AUTH_HTTP_PORT']}/auth"
