@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "schemes.h"
+#include "ticket.h"
 
 struct key_def;
 typedef int set_fn(struct dg_config *cfg, const struct key_def *def,
@@ -32,7 +33,7 @@ struct key_def {
 
 static set_fn set_string, set_path, set_uint, set_mode, set_listen, set_token,
 	set_log_target, set_driver, set_scheme, set_backend, set_cred_mode,
-	set_name;
+	set_name, set_audience;
 
 /* Same order as enum config_key. */
 static const struct key_def keys[CK_COUNT] = {
@@ -56,15 +57,24 @@ static const struct key_def keys[CK_COUNT] = {
 	{ "credentials", "master_user", set_string, FIELD(master_user), 0, 0 },
 	{ "credentials", "master_separator", set_string, FIELD(master_separator), 0, 0 },
 	{ "credentials", "master_password_file", set_path, FIELD(master_password_file), 0, 0 },
+	{ "ticket", "signing_key", set_path, FIELD(ticket_signing_key), 0, 0 },
+	{ "ticket", "audience", set_audience, FIELD(ticket_audience), 0, 0 },
+	/* a backend refuses longer-lived tickets by default */
+	{ "ticket", "lifetime", set_uint, FIELD(ticket_lifetime), 1, TICKET_MAX_LIFETIME_DEFAULT },
 };
 
 static const char *const sections[] = {
-	"server", "log", "passdb", "backend", "credentials", NULL
+	"server", "log", "passdb", "backend", "credentials", "ticket", NULL
 };
 
 const char *cred_mode_name(enum cred_mode mode)
 {
-	return mode == CRED_MODE_MASTER ? "master" : "passthrough";
+	switch (mode) {
+	case CRED_MODE_MASTER: return "master";
+	case CRED_MODE_PASSTHROUGH: return "passthrough";
+	case CRED_MODE_TICKET: return "ticket";
+	}
+	return "-";
 }
 
 /* ---- value setters ---------------------------------------------------------- */
@@ -110,6 +120,22 @@ static int set_name(struct dg_config *cfg, const struct key_def *def,
 	    strspn(value, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 			  "0123456789._-") != strlen(value)) {
 		snprintf(why, whylen, "not a valid user/group name");
+		return -1;
+	}
+	return replace_string(FIELD_PTR(cfg, def, char *), value, why, whylen);
+}
+
+/* The backend's identity as its passdb expects it in tickets: plain
+   characters, so it needs no escaping anywhere. */
+static int set_audience(struct dg_config *cfg, const struct key_def *def,
+			const char *value, char *why, size_t whylen)
+{
+	size_t len = strlen(value);
+
+	if (len == 0 || len >= sizeof(((struct ticket_claims *)0)->aud) ||
+	    strspn(value, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			  "0123456789._:-") != len) {
+		snprintf(why, whylen, "must be 1-127 letters, digits, '.', '_', ':' or '-'");
 		return -1;
 	}
 	return replace_string(FIELD_PTR(cfg, def, char *), value, why, whylen);
@@ -296,12 +322,14 @@ static int set_backend(struct dg_config *cfg, const struct key_def *def,
 static int set_cred_mode(struct dg_config *cfg, const struct key_def *def,
 			 const char *value, char *why, size_t whylen)
 {
-	if (strcmp(value, "master") == 0)
+	if (strcmp(value, "ticket") == 0)
+		cfg->cred_mode = CRED_MODE_TICKET;
+	else if (strcmp(value, "master") == 0)
 		cfg->cred_mode = CRED_MODE_MASTER;
 	else if (strcmp(value, "passthrough") == 0)
 		cfg->cred_mode = CRED_MODE_PASSTHROUGH;
 	else {
-		snprintf(why, whylen, "must be master or passthrough");
+		snprintf(why, whylen, "must be ticket, master or passthrough");
 		return -1;
 	}
 	return 0;
@@ -453,6 +481,8 @@ static int set_defaults(struct dg_config *cfg, const char *path)
 	cfg->max_header_bytes = 8192;
 	cfg->hash_threads = 2;
 	cfg->log_target = DGLOG_STDERR;
+	cfg->cred_mode = CRED_MODE_TICKET;
+	cfg->ticket_lifetime = 60;
 	cfg->path = strdup(path);
 	cfg->dir = absolute_dir(path);
 	cfg->secret_header = strdup("X-Dovegate-Secret");
@@ -494,8 +524,11 @@ static int require(const struct dg_config *cfg, enum config_key key,
 static int check_complete(const struct dg_config *cfg, char *err, size_t errlen)
 {
 	if (require(cfg, CK_SECRET_FILE, err, errlen) < 0 ||
-	    require(cfg, CK_PASSDB_PATH, err, errlen) < 0 ||
-	    require(cfg, CK_CRED_MODE, err, errlen) < 0)
+	    require(cfg, CK_PASSDB_PATH, err, errlen) < 0)
+		return -1;
+	if (cfg->cred_mode == CRED_MODE_TICKET &&
+	    (require(cfg, CK_TICKET_SIGNING_KEY, err, errlen) < 0 ||
+	     require(cfg, CK_TICKET_AUDIENCE, err, errlen) < 0))
 		return -1;
 	if (cfg->cred_mode == CRED_MODE_MASTER &&
 	    (require(cfg, CK_MASTER_USER, err, errlen) < 0 ||
@@ -572,5 +605,7 @@ void config_free(struct dg_config *cfg)
 	free(cfg->master_user);
 	free(cfg->master_separator);
 	free(cfg->master_password_file);
+	free(cfg->ticket_signing_key);
+	free(cfg->ticket_audience);
 	memset(cfg, 0, sizeof(*cfg));
 }

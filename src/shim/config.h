@@ -16,7 +16,7 @@
 #endif
 #define CONFIG_DEFAULT_PATH SYSCONFDIR "/dovegate/dovegate-auth.conf"
 
-enum cred_mode { CRED_MODE_MASTER, CRED_MODE_PASSTHROUGH };
+enum cred_mode { CRED_MODE_MASTER, CRED_MODE_PASSTHROUGH, CRED_MODE_TICKET };
 
 struct dg_listen {
 	bool is_unix;
@@ -33,6 +33,7 @@ enum config_key {
 	CK_PASSDB_DRIVER, CK_PASSDB_PATH, CK_DEFAULT_SCHEME,
 	CK_BACKEND_IMAP, CK_BACKEND_POP3, CK_BACKEND_SMTP,
 	CK_CRED_MODE, CK_MASTER_USER, CK_MASTER_SEPARATOR, CK_MASTER_PASSWORD_FILE,
+	CK_TICKET_SIGNING_KEY, CK_TICKET_AUDIENCE, CK_TICKET_LIFETIME,
 	CK_COUNT
 };
 
@@ -66,6 +67,10 @@ struct dg_config {
 	char *master_user;
 	char *master_separator;
 	char *master_password_file;     /* absolute */
+	/* [ticket] */
+	char *ticket_signing_key;       /* absolute */
+	char *ticket_audience;
+	unsigned ticket_lifetime;       /* seconds */
 };
 
 /* Parse and check `path`; on error fills err and returns -1 (cfg is then

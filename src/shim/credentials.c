@@ -4,6 +4,30 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#include "keyring.h"
+#include "ticket_json.h"
+
+static int init_ticket(struct credentials *cred, const struct dg_config *cfg,
+		       char *err, size_t errlen)
+{
+	char why[512];
+
+	cred->lifetime = cfg->ticket_lifetime;
+	cred->audience = strdup(cfg->ticket_audience);
+	if (cred->audience == NULL) {
+		snprintf(err, errlen, "%s: out of memory", cfg->path);
+		return -1;
+	}
+	if (!ticket_secret_key_load(cfg->ticket_signing_key, cred->kid,
+				    cred->signing_key, why, sizeof(why))) {
+		config_key_error(cfg, CK_TICKET_SIGNING_KEY, err, errlen,
+				 "signing_key %s", why);
+		return -1;
+	}
+	return 0;
+}
 
 int credentials_init(struct credentials *cred, const struct dg_config *cfg,
 		     char *err, size_t errlen)
@@ -12,6 +36,12 @@ int credentials_init(struct credentials *cred, const struct dg_config *cfg,
 
 	memset(cred, 0, sizeof(*cred));
 	cred->mode = cfg->cred_mode;
+	if (cred->mode == CRED_MODE_TICKET) {
+		if (init_ticket(cred, cfg, err, errlen) == 0)
+			return 0;
+		credentials_clear(cred);
+		return -1;
+	}
 	if (cred->mode != CRED_MODE_MASTER)
 		return 0;
 	cred->master_user = strdup(cfg->master_user);
@@ -36,6 +66,8 @@ void credentials_clear(struct credentials *cred)
 	free(cred->master_user);
 	free(cred->separator);
 	secret_clear(&cred->master_password);
+	free(cred->audience);
+	sodium_memzero(cred->signing_key, sizeof(cred->signing_key));
 	memset(cred, 0, sizeof(*cred));
 }
 
@@ -45,6 +77,11 @@ bool credentials_user_ok(const struct credentials *cred, const char *user,
 	if (cred->mode == CRED_MODE_MASTER &&
 	    memmem(user, user_len, cred->separator, strlen(cred->separator)) != NULL) {
 		*why_r = "user name contains the master separator";
+		return false;
+	}
+	/* the ticket's claims are JSON */
+	if (cred->mode == CRED_MODE_TICKET && !ticket_json_string_ok(user, user_len)) {
+		*why_r = "user name is not valid UTF-8";
 		return false;
 	}
 	return true;
@@ -73,12 +110,77 @@ static int respond_master(const struct credentials *cred,
 	return rc;
 }
 
+/* Copies src (at most dst_size - 1 bytes) into dst; false if it does not fit. */
+static bool copy_claim(char *dst, size_t dst_size, const char *src, size_t len)
+{
+	if (len >= dst_size)
+		return false;
+	memcpy(dst, src, len);
+	dst[len] = '\0';
+	return true;
+}
+
+static bool ticket_claims_for(const struct credentials *cred,
+			      const struct cred_login *l, struct ticket_claims *c)
+{
+	const char *tlsv = l->tls_protocol != NULL ? l->tls_protocol : "";
+
+	memset(c, 0, sizeof(*c));
+	c->iat = (int64_t)time(NULL);
+	c->exp = c->iat + cred->lifetime;
+	c->rport = l->rport;
+	c->tls = l->tls;
+	return copy_claim(c->sub, sizeof(c->sub), l->user, l->user_len) &&
+	       copy_claim(c->aud, sizeof(c->aud), cred->audience, strlen(cred->audience)) &&
+	       copy_claim(c->jti, sizeof(c->jti), l->session, strlen(l->session)) &&
+	       copy_claim(c->svc, sizeof(c->svc), dg_proto_name(l->proto),
+			  strlen(dg_proto_name(l->proto))) &&
+	       copy_claim(c->rip, sizeof(c->rip), l->rip, strlen(l->rip)) &&
+	       copy_claim(c->tls_protocol, sizeof(c->tls_protocol), tlsv, strlen(tlsv));
+}
+
+/* Auth-Pass = a ticket signed now; it is a credential, wiped after use. */
+static int respond_ticket(const struct credentials *cred,
+			  struct authhttp_response *resp, const char *server_ip,
+			  const char *port, const struct cred_login *l, const char **why_r)
+{
+	struct ticket_claims c;
+	char token[TICKET_MAX_LEN + 1], *json;
+	int len, rc;
+
+	if (!ticket_claims_for(cred, l, &c)) {
+		*why_r = "ticket claim too long";
+		return -1;
+	}
+	if ((json = ticket_claims_to_json(&c)) == NULL) {
+		*why_r = "cannot encode ticket claims";
+		return -1;
+	}
+	len = ticket_sign(cred->signing_key, cred->kid, json, strlen(json),
+			  token, sizeof(token));
+	free(json);
+	if (len < 0) {
+		*why_r = "ticket too long to sign";
+		return -1;
+	}
+	rc = authhttp_response_ok(resp, server_ip, port, l->user, l->user_len,
+				  token, (size_t)len);
+	sodium_memzero(token, sizeof(token));
+	if (rc < 0)
+		*why_r = "out of memory";
+	return rc;
+}
+
 int credentials_respond(const struct credentials *cred,
 			struct authhttp_response *resp, const char *server_ip,
-			const char *port, const char *user, size_t user_len,
-			const char *pass, size_t pass_len)
+			const char *port, const struct cred_login *login,
+			const char **why_r)
 {
+	*why_r = "out of memory";
+	if (cred->mode == CRED_MODE_TICKET)
+		return respond_ticket(cred, resp, server_ip, port, login, why_r);
 	if (cred->mode == CRED_MODE_MASTER)
-		return respond_master(cred, resp, server_ip, port, user, user_len);
-	return authhttp_response_ok(resp, server_ip, port, user, user_len, pass, pass_len);
+		return respond_master(cred, resp, server_ip, port, login->user, login->user_len);
+	return authhttp_response_ok(resp, server_ip, port, login->user, login->user_len,
+				    login->pass, login->pass_len);
 }

@@ -1,4 +1,7 @@
 /* How nginx logs in at the backend after we accepted a login.
+   ticket:      Auth-User = the user, Auth-Pass = a fresh login ticket
+                (PASETO v4.public signed with [ticket] signing_key) that the
+                dovegate passdb on the backend verifies; the default.
    master:      Auth-User = user + separator + master_user, Auth-Pass = the
                 master password (Dovecot master user login; stock Dovecot).
    passthrough: the user's own name and password. */
@@ -11,16 +14,38 @@
 #include "authhttp.h"
 #include "config.h"
 #include "secret.h"
+#include "ticket.h"
 
 struct credentials {
 	enum cred_mode mode;
 	char *master_user;
 	char *separator;
 	struct secret master_password;
+	/* ticket mode */
+	char kid[TICKET_KID_MAX + 1];
+	unsigned char signing_key[TICKET_SK_BYTES];   /* wiped on clear */
+	char *audience;
+	unsigned lifetime;
 };
 
-/* Reads the master password file (mode master), which must not be accessible
-   by group or others. Errors are "CONFIG:LINE: ...". */
+/* One accepted login: the credentials nginx got, and for tickets what the
+   backend should learn about the client. */
+struct cred_login {
+	const char *user;
+	size_t user_len;
+	const char *pass;
+	size_t pass_len;
+	const char *session;            /* the decision's id: the ticket's jti */
+	enum dg_proto proto;
+	const char *rip;                /* client address */
+	int rport;                      /* 0: unknown */
+	bool tls;
+	const char *tls_protocol;       /* "": unknown */
+};
+
+/* Reads the master password file (mode master) or the signing key (mode
+   ticket), which must not be accessible by group or others. Errors are
+   "CONFIG:LINE: ...". */
 int credentials_init(struct credentials *cred, const struct dg_config *cfg,
 		     char *err, size_t errlen);
 void credentials_clear(struct credentials *cred);
@@ -30,10 +55,11 @@ void credentials_clear(struct credentials *cred);
 bool credentials_user_ok(const struct credentials *cred, const char *user,
 			 size_t user_len, const char **why_r);
 
-/* Build the success response for a verified user/password. */
+/* Build the success response for a verified login. -1 with *why_r on
+   failure (out of memory, ticket not representable). */
 int credentials_respond(const struct credentials *cred,
 			struct authhttp_response *resp, const char *server_ip,
-			const char *port, const char *user, size_t user_len,
-			const char *pass, size_t pass_len);
+			const char *port, const struct cred_login *login,
+			const char **why_r);
 
 #endif

@@ -1,10 +1,13 @@
 #include "decision.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sodium.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "schemes.h"
@@ -18,6 +21,11 @@ struct decision {
 	char session[SESSION_ID_LEN + 1];
 	struct timespec start;
 	struct authhttp_request req;
+	/* client facts for a ticket, read while nginx's headers are at hand */
+	char rip[INET6_ADDRSTRLEN];
+	int rport;                      /* 0: unknown */
+	bool tls;
+	char tls_protocol[32];
 
 	/* outcome */
 	const char *result;             /* ok | fail | error */
@@ -168,11 +176,19 @@ static void respond_verified(struct decision *d)
 {
 	const struct credentials *cred = &d->rt->cred;
 	const struct authhttp_request *r = &d->req;
+	const struct cred_login login = {
+		.user = r->user, .user_len = r->user_len,
+		.pass = r->pass, .pass_len = r->pass_len,
+		.session = d->session, .proto = r->proto,
+		.rip = d->rip, .rport = d->rport,
+		.tls = d->tls, .tls_protocol = d->tls_protocol,
+	};
+	const char *why;
 
 	if (credentials_respond(cred, &d->resp, d->backend->ip, d->backend->port_text,
-				r->user, r->user_len, r->pass, r->pass_len) < 0) {
+				&login, &why) < 0) {
 		authhttp_response_clear(&d->resp);
-		outcome_error(d, "temp_fail", "out of memory", true);
+		outcome_error(d, "temp_fail", why, true);
 		return;
 	}
 	outcome_ok(d, cred_mode_name(cred->mode));
@@ -295,6 +311,67 @@ static bool look_up_user(struct decision *d)
 	return false;
 }
 
+/* ---- client facts for tickets ---------------------------------------------- */
+
+/* A header nginx sends at most once; NULL if absent or repeated. */
+static const char *single_header(const struct authhttp_pair *pairs, size_t count,
+				 const char *name)
+{
+	const char *found = NULL;
+
+	for (size_t i = 0; i < count; i++) {
+		if (strcasecmp(pairs[i].name, name) != 0)
+			continue;
+		if (found != NULL)
+			return NULL;
+		found = pairs[i].value;
+	}
+	return found;
+}
+
+static bool is_ip(const char *s)
+{
+	unsigned char bin[sizeof(struct in6_addr)];
+
+	return inet_pton(AF_INET, s, bin) == 1 || inet_pton(AF_INET6, s, bin) == 1;
+}
+
+/* Decimal 1..65535, else 0 (unknown). */
+static int port_number(const char *s)
+{
+	size_t len = s != NULL ? strlen(s) : 0;
+	long v;
+
+	if (len == 0 || len > 5 || s[0] == '0' || strspn(s, "0123456789") != len)
+		return 0;
+	v = strtol(s, NULL, 10);
+	return v <= 65535 ? (int)v : 0;
+}
+
+/* nginx has no Client-Port; the port is known only when a balancer in front
+   of nginx sent PROXY, and then Proxy-Protocol-Addr is the client (Client-IP
+   may be the balancer). */
+static void read_client_facts(struct decision *d, const struct authhttp_pair *pairs,
+			      size_t count)
+{
+	const char *addr = single_header(pairs, count, "Proxy-Protocol-Addr");
+	const char *ssl = single_header(pairs, count, "Auth-SSL");
+	const char *tlsv = single_header(pairs, count, "Auth-SSL-Protocol");
+
+	if (addr != NULL && strlen(addr) < sizeof(d->rip) && is_ip(addr)) {
+		strcpy(d->rip, addr);
+		d->rport = port_number(single_header(pairs, count, "Proxy-Protocol-Port"));
+	} else if (d->req.client_ip != NULL && strlen(d->req.client_ip) < sizeof(d->rip)) {
+		strcpy(d->rip, d->req.client_ip);
+	}
+	d->tls = ssl != NULL && strcmp(ssl, "on") == 0;
+	/* e.g. "TLSv1.3": a plain token or nothing */
+	if (d->tls && tlsv != NULL && strlen(tlsv) < sizeof(d->tls_protocol) &&
+	    strspn(tlsv, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			 "0123456789._-") == strlen(tlsv))
+		strcpy(d->tls_protocol, tlsv);
+}
+
 void decision_run(const struct decision_env *env, const struct authhttp_pair *pairs,
 		  size_t count, decision_reply_fn *reply, void *ctx)
 {
@@ -314,6 +391,7 @@ void decision_run(const struct decision_env *env, const struct authhttp_pair *pa
 	d->reply_ctx = ctx;
 	session_id_new(d->session);
 	authhttp_request_parse(&d->req, pairs, count);
+	read_client_facts(d, pairs, count);
 
 	if (check_request(d, pairs, count))
 		finish(d);

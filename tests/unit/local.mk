@@ -27,5 +27,13 @@ tests_unit_test_config_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/src/shim
 tests_unit_test_config_CFLAGS = $(DG_SHIM_CFLAGS) $(CMOCKA_CFLAGS)
 tests_unit_test_config_LDADD = $(DG_SHIM_LIBS) $(CMOCKA_LIBS)
 TESTS += tests/unit/test_config
+
+# login tickets: PASETO/PASERK vectors, claims, key files
+check_PROGRAMS += tests/unit/test_ticket
+tests_unit_test_ticket_SOURCES = tests/unit/test_ticket.c
+tests_unit_test_ticket_CPPFLAGS = $(AM_CPPFLAGS) -DDG_VECTORS_DIR='"$(abs_top_srcdir)/tests/vectors"'
+tests_unit_test_ticket_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS) $(SODIUM_CFLAGS) $(JANSSON_CFLAGS)
+tests_unit_test_ticket_LDADD = $(DG_COMMON_LIBS) $(CMOCKA_LIBS)
+TESTS += tests/unit/test_ticket
 endif
-EXTRA_DIST += tests/vectors/dovecot-pw.txt
+EXTRA_DIST += tests/vectors/dovecot-pw.txt tests/vectors/paseto

@@ -1,5 +1,6 @@
 /* dovegate-auth configuration: parsing, line numbers in errors, relative
-   paths, and the files the config names (secret, master password, users). */
+   paths, and the files the config names (secret, master password, signing
+   key, users); ticket mode's responses. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -13,12 +14,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
 #include "credentials.h"
+#include "decision.h"
+#include "keyring.h"
 #include "log.h"
 #include "runtime.h"
+#include "ticket_json.h"
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -27,6 +32,7 @@ struct tmpdir {
 	char conf[128];
 	char err[1024];
 	struct dglog log;
+	char ring[128];                 /* key ring with ticket.key's public key */
 };
 
 static void write_file(const struct tmpdir *t, const char *name, const char *text,
@@ -43,6 +49,23 @@ static void write_file(const struct tmpdir *t, const char *name, const char *tex
 	assert_int_equal(chmod(path, mode), 0);
 }
 
+/* ticket.key (0600) and its public key in ring. */
+static void write_ticket_key(struct tmpdir *t)
+{
+	unsigned char pk[TICKET_PK_BYTES], sk[TICKET_SK_BYTES];
+	char paserk[128], line[256];
+
+	crypto_sign_keypair(pk, sk);
+	assert_true(paserk_k4_secret_encode(sk, paserk, sizeof(paserk)));
+	snprintf(line, sizeof(line), "# test key\nedge-1 %s\n", paserk);
+	write_file(t, "ticket.key", line, 0600);
+	assert_true(paserk_k4_public_encode(pk, paserk, sizeof(paserk)));
+	snprintf(line, sizeof(line), "edge-1 %s\n", paserk);
+	write_file(t, "ring", line, 0644);
+	snprintf(t->ring, sizeof(t->ring), "%s/ring", t->dir);
+	sodium_memzero(sk, sizeof(sk));
+}
+
 static int setup(void **state)
 {
 	struct tmpdir *t = calloc(1, sizeof(*t));
@@ -53,6 +76,7 @@ static int setup(void **state)
 	write_file(t, "secret", "s3cr3t\n", 0600);
 	write_file(t, "master", "m4ster\n", 0600);
 	write_file(t, "users", "alice:{PLAIN}x::::::\n", 0644);
+	write_ticket_key(t);
 	dglog_init(&t->log);
 	*state = t;
 	return 0;
@@ -61,7 +85,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct tmpdir *t = *state;
-	const char *names[] = { "secret", "master", "users", "dovegate-auth.conf" };
+	const char *names[] = { "secret", "master", "users", "dovegate-auth.conf",
+				"ticket.key", "ring" };
 	char path[256];
 
 	for (size_t i = 0; i < N(names); i++) {
@@ -173,6 +198,7 @@ static void test_defaults(void **state)
 	assert_string_equal(cfg.secret_file, "/etc/x");
 	assert_int_equal(cfg.cred_mode, CRED_MODE_PASSTHROUGH);
 	assert_null(cfg.user);
+	assert_int_equal(cfg.ticket_lifetime, 60);
 	config_free(&cfg);
 }
 
@@ -219,8 +245,15 @@ static void test_syntax_errors(void **state)
 	expect_error(t, "[passdb]\ndriver = ldap\n", 2, "driver: only passwd-file is supported");
 	expect_error(t, "[passdb]\ndefault_scheme = ROT13\n", 2,
 		     "default_scheme: unknown password scheme");
-	expect_error(t, "[credentials]\nmode = ticket\n", 2,
-		     "mode: must be master or passthrough");
+	expect_error(t, "[credentials]\nmode = tickets\n", 2,
+		     "mode: must be ticket, master or passthrough");
+	expect_error(t, "[ticket]\naudience = mx 1\n", 2,
+		     "audience: must be 1-127 letters, digits, '.', '_', ':' or '-'");
+	expect_error(t, "[ticket]\naudience = mx/1\n", 2,
+		     "audience: must be 1-127 letters, digits, '.', '_', ':' or '-'");
+	expect_error(t, "[ticket]\nlifetime = 0\n", 2, "lifetime: must be a number from 1 to 300");
+	expect_error(t, "[ticket]\nlifetime = 301\n", 2, "lifetime: must be a number from 1 to 300");
+	expect_error(t, "[ticket]\nsigning_key =\n", 2, "signing_key: must not be empty");
 	expect_error(t, "[server]\nsecret_header = X Secret\n", 2,
 		     "secret_header: must be a header name (letters, digits, '-')");
 }
@@ -283,8 +316,15 @@ static void test_required(void **state)
 	struct tmpdir *t = *state;
 
 	expect_error(t, "[passdb]\npath = users\n", 0, "[server] secret_file is required");
+	/* ticket mode is the default */
 	expect_error(t, "[server]\nsecret_file = s\n[passdb]\npath = u\n[backend]\n"
-		     "imap = 127.0.0.1:1\n", 0, "[credentials] mode is required");
+		     "imap = 127.0.0.1:1\n", 0, "[ticket] signing_key is required");
+	expect_error(t, "[server]\nsecret_file = s\n[passdb]\npath = u\n[backend]\n"
+		     "imap = 127.0.0.1:1\n[ticket]\nsigning_key = k.key\n", 0,
+		     "[ticket] audience is required");
+	expect_error(t, "[server]\nsecret_file = s\n[passdb]\npath = u\n[backend]\n"
+		     "imap = 127.0.0.1:1\n[credentials]\nmode = ticket\n[ticket]\n"
+		     "audience = mx1\n", 0, "[ticket] signing_key is required");
 	expect_error(t, "[server]\nsecret_file = s\n[passdb]\npath = u\n[backend]\n"
 		     "imap = 127.0.0.1:1\n[credentials]\nmode = master\n", 0,
 		     "[credentials] master_user is required");
@@ -404,6 +444,215 @@ static void test_passthrough_needs_no_master(void **state)
 	runtime_unref(rt);
 }
 
+/* ---- ticket mode (the default) ------------------------------------------- */
+
+#define TICKET_CONF \
+	"[server]\n"                                    /* 1 */ \
+	"secret_file = secret\n"                        /* 2 */ \
+	"[passdb]\n"                                    /* 3 */ \
+	"path = users\n"                                /* 4 */ \
+	"[backend]\n"                                   /* 5 */ \
+	"imap = 127.0.0.1:10143\n"                      /* 6 */ \
+	"[ticket]\n"                                    /* 7 */ \
+	"signing_key = ticket.key\n"                    /* 8 */ \
+	"audience = mx1.example.org\n"                  /* 9 */ \
+	"lifetime = 30\n"                               /* 10 */
+
+static void test_ticket_config(void **state)
+{
+	struct tmpdir *t = *state;
+	struct dg_config cfg;
+	char path[256];
+
+	assert_int_equal(load(t, TICKET_CONF, &cfg), 0);
+	assert_int_equal(cfg.cred_mode, CRED_MODE_TICKET);
+	assert_string_equal(cred_mode_name(cfg.cred_mode), "ticket");
+	snprintf(path, sizeof(path), "%s/ticket.key", t->dir);
+	assert_string_equal(cfg.ticket_signing_key, path);
+	assert_string_equal(cfg.ticket_audience, "mx1.example.org");
+	assert_int_equal(cfg.ticket_lifetime, 30);
+	assert_int_equal(cfg.line[CK_TICKET_AUDIENCE], 9);
+	config_free(&cfg);
+}
+
+static void test_ticket_key_errors(void **state)
+{
+	struct tmpdir *t = *state;
+	char want[1024], path[256];
+
+	write_file(t, "dovegate-auth.conf", TICKET_CONF, 0644);
+	snprintf(path, sizeof(path), "%s/ticket.key", t->dir);
+	assert_int_equal(chmod(path, 0640), 0);
+	assert_null(runtime_load(t->conf, true, &t->log, t->err, sizeof(t->err)));
+	snprintf(want, sizeof(want), "%s:8: signing_key %s: is accessible by group or "
+		 "others (mode 0640); run chmod 600 on it", t->conf, path);
+	assert_string_equal(t->err, want);
+
+	write_file(t, "ticket.key", "edge-1 k4.public.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n", 0600);
+	assert_null(runtime_load(t->conf, true, &t->log, t->err, sizeof(t->err)));
+	snprintf(want, sizeof(want), "%s:8: signing_key %s:1: not a valid k4.secret "
+		 "PASERK key", t->conf, path);
+	assert_string_equal(t->err, want);
+
+	unlink(path);
+	assert_null(runtime_load(t->conf, true, &t->log, t->err, sizeof(t->err)));
+	snprintf(want, sizeof(want), "%s:8: signing_key %s: No such file or directory",
+		 t->conf, path);
+	assert_string_equal(t->err, want);
+}
+
+static const char *response_header(const struct authhttp_response *resp, const char *name)
+{
+	for (size_t i = 0; i < resp->count; i++) {
+		if (strcmp(resp->headers[i].name, name) == 0)
+			return resp->headers[i].value;
+	}
+	return NULL;
+}
+
+/* Auth-Pass must be a ticket the backend accepts, carrying the login's facts. */
+static void check_ticket(const struct tmpdir *t, const char *token,
+			 const struct cred_login *l, struct ticket_claims *c)
+{
+	unsigned char msg[TICKET_MAX_LEN];
+	char kid[TICKET_KID_MAX + 1], err[256];
+	struct keyring *ring = keyring_load(t->ring, err, sizeof(err));
+	size_t msg_len;
+	struct ticket_expect e = { .aud = "mx1.example.org", .sub = l->user,
+		.svc = dg_proto_name(l->proto), .now = time(NULL), .skew = 2 };
+
+	assert_non_null(ring);
+	assert_int_equal(keyring_verify(ring, token, strlen(token), kid, msg, sizeof(msg),
+					&msg_len), TICKET_ACCEPTED);
+	assert_string_equal(kid, "edge-1");
+	keyring_free(ring);
+	if (!ticket_claims_from_json((char *)msg, msg_len, c, err, sizeof(err)))
+		fail_msg("%s", err);
+	assert_int_equal(ticket_claims_check(c, &e), TICKET_ACCEPTED);
+	assert_int_equal(c->exp - c->iat, 30);
+	assert_string_equal(c->jti, l->session);
+}
+
+static void test_ticket_response(void **state)
+{
+	struct tmpdir *t = *state;
+	struct authhttp_response resp;
+	struct ticket_claims c;
+	struct runtime *rt;
+	char user[129], detail[160];
+	const char *why;
+	struct cred_login l = {
+		.user = user, .user_len = 128, .pass = "pw", .pass_len = 2,
+		.session = "AAAAAAAAAAAAAAAAAAAAAA", .proto = DG_PROTO_SMTP,
+		.rip = "2001:db8:85a3:1234:5678:8a2e:370:7334", .rport = 65535,
+		.tls = true, .tls_protocol = "TLSv1.3",
+	};
+
+	memset(user, 'u', 128);
+	user[128] = '\0';
+	write_file(t, "dovegate-auth.conf", TICKET_CONF, 0644);
+	rt = runtime_load(t->conf, true, &t->log, t->err, sizeof(t->err));
+	if (rt == NULL)
+		fail_msg("%s", t->err);
+	assert_string_equal(rt->cred.kid, "edge-1");
+	assert_false(credentials_user_ok(&rt->cred, "\xff", 1, &why));
+	assert_string_equal(why, "user name is not valid UTF-8");
+	assert_true(credentials_user_ok(&rt->cred, user, 128, &why));
+
+	assert_int_equal(credentials_respond(&rt->cred, &resp, "127.0.0.1", "10587", &l,
+					     &why), 0);
+	assert_string_equal(response_header(&resp, "Auth-User"), user);
+	check_ticket(t, response_header(&resp, "Auth-Pass"), &l, &c);
+	assert_string_equal(c.svc, "smtp");
+	assert_string_equal(c.rip, l.rip);
+	assert_int_equal(c.rport, 65535);
+	assert_true(c.tls);
+	assert_string_equal(c.tls_protocol, "TLSv1.3");
+	assert_true(strlen(response_header(&resp, "Auth-Pass")) <= TICKET_MAX_SIZE_FOR_NGINX);
+	/* nginx reads it all */
+	assert_int_equal(authhttp_response_check(&resp, detail, sizeof(detail)),
+			 AUTHHTTP_CHECK_OK);
+	authhttp_response_clear(&resp);
+
+	/* unknown port, no TLS: left out */
+	l.rport = 0;
+	l.tls = false;
+	l.tls_protocol = "";
+	l.proto = DG_PROTO_IMAP;
+	assert_int_equal(credentials_respond(&rt->cred, &resp, "127.0.0.1", "10143", &l,
+					     &why), 0);
+	check_ticket(t, response_header(&resp, "Auth-Pass"), &l, &c);
+	assert_int_equal(c.rport, 0);
+	assert_false(c.tls);
+	assert_string_equal(c.tls_protocol, "");
+	authhttp_response_clear(&resp);
+	runtime_unref(rt);
+}
+
+/* A whole decision: the ticket carries the logged session id and the
+   client facts from nginx's headers (PROXY address/port, TLS). */
+static void on_reply(void *ctx, const struct authhttp_response *resp)
+{
+	char *pass = ctx;
+	const char *v = response_header(resp, "Auth-Pass");
+
+	snprintf(pass, TICKET_MAX_LEN + 1, "%s", v != NULL ? v : "");
+}
+
+/* Runs one decision inline and returns its log line (captured from stderr). */
+static const char *decide(struct runtime *rt, struct dglog *log,
+			  const struct authhttp_pair *pairs, size_t n, char *pass)
+{
+	static char line[4096];
+	struct decision_env env = { rt, NULL, log };
+	int saved = dup(STDERR_FILENO);
+	FILE *cap = tmpfile();
+	ssize_t len;
+
+	fflush(stderr);
+	dup2(fileno(cap), STDERR_FILENO);
+	decision_run(&env, pairs, n, on_reply, pass);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	len = pread(fileno(cap), line, sizeof(line) - 1, 0);
+	fclose(cap);
+	line[len > 0 ? len : 0] = '\0';
+	return line;
+}
+
+static void test_ticket_decision(void **state)
+{
+	struct tmpdir *t = *state;
+	const struct authhttp_pair pairs[] = {
+		{ "Auth-Method", "plain" }, { "Auth-User", "alice" }, { "Auth-Pass", "x" },
+		{ "Auth-Protocol", "imap" }, { "Auth-Login-Attempt", "1" },
+		{ "Client-IP", "192.0.2.1" }, { "Proxy-Protocol-Addr", "2001:db8::7" },
+		{ "Proxy-Protocol-Port", "51234" }, { "Auth-SSL", "on" },
+		{ "Auth-SSL-Protocol", "TLSv1.3" }, { "X-Dovegate-Secret", "s3cr3t" },
+	};
+	char pass[TICKET_MAX_LEN + 1] = "", session[64];
+	struct ticket_claims c;
+	struct cred_login l = { .user = "alice", .session = session, .proto = DG_PROTO_IMAP };
+	struct runtime *rt;
+	const char *line;
+
+	write_file(t, "dovegate-auth.conf", TICKET_CONF, 0644);
+	rt = runtime_load(t->conf, true, &t->log, t->err, sizeof(t->err));
+	assert_non_null(rt);
+	line = decide(rt, &t->log, pairs, N(pairs), pass);
+	runtime_unref(rt);
+	assert_non_null(strstr(line, " rip=192.0.2.1 result=ok reason=- "
+			       "backend=127.0.0.1:10143 mode=ticket attempt=1 "));
+	assert_non_null(strstr(line, "session="));
+	assert_int_equal(sscanf(strstr(line, "session="), "session=%63s", session), 1);
+	check_ticket(t, pass, &l, &c);
+	assert_string_equal(c.rip, "2001:db8::7");
+	assert_int_equal(c.rport, 51234);
+	assert_true(c.tls);
+	assert_string_equal(c.tls_protocol, "TLSv1.3");
+	assert_null(strstr(line, pass));
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -423,6 +672,10 @@ int main(void)
 		T(test_bad_secret_files),
 		T(test_users_file),
 		T(test_passthrough_needs_no_master),
+		T(test_ticket_config),
+		T(test_ticket_key_errors),
+		T(test_ticket_response),
+		T(test_ticket_decision),
 	};
 
 	if (sodium_init() < 0)
