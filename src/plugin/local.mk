@@ -8,7 +8,8 @@
 #    including header, so it is /usr/include/dovecot/config.h, never ours,
 #    even though automake's DEFAULT_INCLUDES still adds -I$(top_builddir).
 #  - nothing is linked: every symbol resolves from the process that loads
-#    the module (libdovecot-login, the auth binary).
+#    the module (libdovecot-login, the auth binary); the passdb module adds
+#    libsodium (below).
 # The .la files are removed after install: Dovecot loads *.so from those
 # directories and has no use for them.
 
@@ -17,17 +18,27 @@ dovecot_auth_module_LTLIBRARIES = src/plugin/libauthdb_dovegate.la
 
 DG_DOVECOT_MODULE_LDFLAGS = -module -avoid-version -shared
 
-src_plugin_lib20_dovegate_plugin_la_SOURCES = src/plugin/login_plugin.c
+src_plugin_lib20_dovegate_plugin_la_SOURCES = src/plugin/login_plugin.c \
+	src/plugin/login_trust.c src/plugin/login_trust.h
 src_plugin_lib20_dovegate_plugin_la_CPPFLAGS = \
 	$(LIBDOVECOT_INCLUDE) $(LIBDOVECOT_LOGIN_INCLUDE)
 src_plugin_lib20_dovegate_plugin_la_CFLAGS = $(DOVECOT_MODULE_CFLAGS)
 src_plugin_lib20_dovegate_plugin_la_LDFLAGS = $(DG_DOVECOT_MODULE_LDFLAGS)
 
-src_plugin_libauthdb_dovegate_la_SOURCES = src/plugin/passdb_dovegate.c
+# The passdb module also compiles the ticket and key ring code from
+# src/common (libc + libsodium only, gnu99-clean) with these flags, and links
+# libsodium: the auth binary does not provide it.
+src_plugin_libauthdb_dovegate_la_SOURCES = src/plugin/passdb_dovegate.c \
+	src/plugin/replay_cache.c src/plugin/replay_cache.h \
+	src/plugin/claims_json.c src/plugin/claims_json.h \
+	src/common/ticket.c src/common/ticket.h \
+	src/common/keyring.c src/common/keyring.h
 src_plugin_libauthdb_dovegate_la_CPPFLAGS = \
-	$(LIBDOVECOT_INCLUDE) $(LIBDOVECOT_AUTH_INCLUDE)
+	$(LIBDOVECOT_INCLUDE) $(LIBDOVECOT_AUTH_INCLUDE) \
+	-I$(top_srcdir)/src/common $(SODIUM_CFLAGS)
 src_plugin_libauthdb_dovegate_la_CFLAGS = $(DOVECOT_MODULE_CFLAGS)
 src_plugin_libauthdb_dovegate_la_LDFLAGS = $(DG_DOVECOT_MODULE_LDFLAGS)
+src_plugin_libauthdb_dovegate_la_LIBADD = $(SODIUM_LIBS)
 
 # Hooks by prerequisite only, so other fragments can hang their own on the
 # same hook targets.
