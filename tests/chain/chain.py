@@ -32,6 +32,8 @@ DEMO_USERS = [
     ("carol", "carol-pass-3", "PLAIN"),
 ]
 MASTER_USER = "dovegate"
+TICKET_KID = "chain-1"
+TICKET_AUDIENCE = "chain-dovecot"
 SECRET_HEADER = "X-Dovegate-Secret"
 PLACEHOLDER = re.compile(r"@([A-Z][A-Z0-9_]*)@")
 
@@ -120,11 +122,14 @@ def tail(path, lines=40):
 class Chain:
     """Starts and stops the three daemons; `env` holds endpoints.env's values."""
 
-    def __init__(self, state_dir, build_dir, users=DEMO_USERS, dovecot_pre="", dovecot_post=""):
+    def __init__(self, state_dir, build_dir, users=DEMO_USERS, dovecot_pre="", dovecot_post="",
+                 credentials="ticket"):
         """dovecot_pre/dovecot_post: extra Dovecot settings for a test, placed
         before the dovegate snippet (e.g. a passdb that must come first) and
-        at the end (later settings override earlier ones)."""
+        at the end (later settings override earlier ones). credentials:
+        dovegate-auth's mode, "ticket" (its default) or "master"."""
         self.state = os.path.abspath(state_dir)
+        self.credentials = credentials
         self.dovecot_pre = dovecot_pre
         self.dovecot_post = dovecot_post
         self.build = os.path.abspath(build_dir)
@@ -182,6 +187,11 @@ class Chain:
             "MASTER_PASSWORD_FILE": self.path("etc", "master-password"),
             "HTTP_SECRET_FILE": self.path("etc", "http-secret"),
             "LOGIN_PLUGIN_DIR": os.path.join(self.build, "src", "plugin", ".libs"),
+            "CREDENTIALS_MODE": self.credentials,
+            "TICKET_KID": TICKET_KID,
+            "TICKET_SIGNING_KEY": self.path("etc", "keys", f"{TICKET_KID}.key"),
+            "TICKET_KEYRING": self.path("etc", "keys", "ring.pub"),
+            "TICKET_AUDIENCE": TICKET_AUDIENCE,
             "DOVECOT_EXTRA_PRE": self.dovecot_pre,
             "DOVECOT_EXTRA_POST": self.dovecot_post,
             "LMTP_SOCKET": self.path("dovecot-base", "lmtp"),
@@ -193,6 +203,7 @@ class Chain:
         self._write_users()
         write_secret(v["HTTP_SECRET_FILE"], v["AUTH_HTTP_SECRET"])
         write_secret(v["MASTER_PASSWORD_FILE"], v["MASTER_PASSWORD"])
+        self._make_ticket_keys()
         self._render_configs()
 
     def hash_password(self, password, scheme):
@@ -212,6 +223,19 @@ class Chain:
         # The auth process runs as Dovecot's unprivileged user and reads both.
         os.chmod(v["USERS_FILE"], 0o644)
         os.chmod(v["MASTER_USERS_FILE"], 0o644)
+
+    def _make_ticket_keys(self):
+        """Signing key for dovegate-auth; its public half is Dovecot's key ring."""
+        v = self.values
+        keys = os.path.dirname(v["TICKET_SIGNING_KEY"])
+        os.makedirs(keys, exist_ok=True)
+        os.chmod(keys, 0o755)
+        if not os.path.exists(v["TICKET_SIGNING_KEY"]):
+            subprocess.run([self.binary("src/tools/dovegate"), "keygen", "--kid", TICKET_KID, "--dir", keys],
+                           check=True, capture_output=True, text=True)
+        with open(os.path.join(keys, f"{TICKET_KID}.pub")) as src, open(v["TICKET_KEYRING"], "w") as ring:
+            ring.write(src.read())
+        os.chmod(v["TICKET_KEYRING"], 0o644)
 
     def _render_configs(self):
         v = self.values
@@ -269,9 +293,11 @@ class Chain:
         keys = ["NGINX_IMAP_PORT", "NGINX_POP3_PORT", "NGINX_SUBMISSION_PORT", "AUTH_HTTP_URL",
                 "AUTH_HTTP_SECRET_HEADER", "AUTH_HTTP_SECRET", "DOVECOT_IMAP_PORT",
                 "DOVECOT_PROXY_IMAP_PORT", "DOVECOT_PROXY_POP3_PORT", "DOVECOT_PROXY_SUBMISSION_PORT",
-                "LOG_AUTH", "LOG_DOVECOT", "LOG_NGINX", "MASTER_USER"]
+                "LOG_AUTH", "LOG_DOVECOT", "LOG_NGINX", "MASTER_USER", "CREDENTIALS_MODE",
+                "TICKET_AUDIENCE"]
         self.env = {k: str(v[k]) for k in keys}
         self.env["DEMO_USER"], self.env["DEMO_PASSWORD"] = self.users[0][0], self.users[0][1]
+        self.env["TICKET_PUBLIC_KEY"] = v["TICKET_KEYRING"]
         self.env["STATE_DIR"] = self.state
         self.env["PIDS"] = " ".join(f"{n}:{p.pid}" for n, p in self.procs.items())
         path = self.path("endpoints.env")

@@ -19,6 +19,7 @@ sys.path.insert(0, os.path.join(SRC_DIR, "tests", "chain"))
 from chain import Chain  # noqa: E402
 
 BUILD_DIR = os.environ.get("BUILD_DIR") or os.path.join(SRC_DIR, "build")
+LIVE_CHAINS = []  # running chains, whose logs a failing test report shows
 
 
 class LogWatch:
@@ -48,22 +49,42 @@ class LogWatch:
             time.sleep(0.05)
 
 
-@pytest.fixture(scope="session")
-def chain():
+def start_chain(**kwargs):
+    """A running chain in a fresh /tmp directory (Chain's keyword arguments)."""
     state = tempfile.mkdtemp(prefix="dovegate-test-", dir="/tmp")
-    c = Chain(state, BUILD_DIR)
+    c = Chain(state, BUILD_DIR, **kwargs)
     try:
         c.start()
     except Exception:
         tails = c.log_tails(60) if hasattr(c, "values") else ""
         pytest.fail(f"chain did not start (state kept in {state}):\n{tails}", pytrace=True)
-    pytest.dovegate_chain = c
-    yield c
+    LIVE_CHAINS.append(c)
+    return c
+
+
+def stop_chain(c):
+    LIVE_CHAINS.remove(c)
     c.stop()
     if not getattr(pytest, "dovegate_failed", False):
-        shutil.rmtree(state, ignore_errors=True)
+        shutil.rmtree(c.state, ignore_errors=True)
     else:
-        print(f"\nchain state kept for inspection: {state}")
+        print(f"\nchain state kept for inspection: {c.state}")
+
+
+@pytest.fixture(scope="session")
+def chain():
+    """The default chain: ticket credentials, demo users."""
+    c = start_chain()
+    yield c
+    stop_chain(c)
+
+
+@pytest.fixture(scope="module")
+def master_chain():
+    """A chain whose dovegate-auth hands nginx master-user credentials."""
+    c = start_chain(credentials="master")
+    yield c
+    stop_chain(c)
 
 
 @pytest.fixture
@@ -80,6 +101,5 @@ def pytest_runtest_makereport(item, call):
     report = outcome.get_result()
     if report.failed:
         pytest.dovegate_failed = True
-        c = getattr(pytest, "dovegate_chain", None)
-        if c is not None:
-            report.sections.append(("daemon logs", c.log_tails(40)))
+        for c in LIVE_CHAINS:
+            report.sections.append((f"daemon logs ({c.state})", c.log_tails(40)))

@@ -15,6 +15,7 @@ import time
 import uuid
 
 import pytest
+from conftest import LogWatch
 
 
 def user(chain, name):
@@ -30,7 +31,7 @@ def imap(chain, port_key="NGINX_IMAP_PORT"):
 
 def decision(logs, **fields):
     """Wait for dovegate-auth's decision line carrying all `fields`."""
-    parts = [rf"(?=.*\b{k}={re.escape(str(v))}(\s|$))" for k, v in fields.items()]
+    parts = [rf"(?=.*\b{k}={re.escape(str(v))}(?:\s|$))" for k, v in fields.items()]
     return logs["auth"].wait_for(r"\bdecision\b" + "".join(parts) + r".*?\bsession=(\S+).*")
 
 
@@ -70,7 +71,8 @@ def test_imap_login_through_nginx(chain, logs):
     assert typ == "OK"
     c.logout()
 
-    m = decision(logs, proto="imap", method="plain", user=name, result="ok", mode="master")
+    m = decision(logs, proto="imap", method="plain", user=name, result="ok",
+                 mode=chain.env["CREDENTIALS_MODE"])
     assert m.group(1)
     line = login_line(logs, "imap", name).group(0)
     # PROXY v1 from nginx gave Dovecot the client's real address and port.
@@ -211,7 +213,21 @@ def test_auth_http_without_secret_is_refused(chain, logs):
     decision(logs, result="error", reason="bad_secret")
 
 
-def test_auth_http_answers_master_credentials(chain, logs):
+def test_master_mode_logs_in_through_nginx(master_chain):
+    """credentials=master works with stock Dovecot: user*master + master password."""
+    name, password = user(master_chain, "alice")
+    logs = {"auth": LogWatch(master_chain.env["LOG_AUTH"]), "dovecot": LogWatch(master_chain.env["LOG_DOVECOT"])}
+    c = imap(master_chain)
+    assert c.login(name, password)[0] == "OK"
+    c.logout()
+    decision(logs, proto="imap", user=name, result="ok", mode="master")
+    logs["dovecot"].wait_for(rf"Master user logging in as {name}\b")
+    login_line(logs, "imap", name)
+
+
+def test_auth_http_answers_master_credentials(master_chain):
+    chain = master_chain
+    logs = {"auth": LogWatch(chain.env["LOG_AUTH"])}
     name, password = user(chain, "alice")
     resp = auth_http(chain, nginx_headers(chain, name, password))
     assert resp["auth-status"] == "OK"

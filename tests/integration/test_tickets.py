@@ -1,0 +1,168 @@
+"""Login tickets end to end: dovegate-auth mints, Dovecot's dovegate passdb verifies.
+
+The session chain runs in ticket mode (dovegate-auth's default). These tests
+check what an operator would: one session id from dovegate-auth's decision
+line to Dovecot's Login: line and the mail process's log prefix, the client's
+real address, and that every kind of bad ticket is refused with its reason.
+"""
+import imaplib
+import itertools
+import json
+import os
+import poplib
+import re
+import smtplib
+import subprocess
+import time
+
+import pytest
+
+from test_login import auth_http, decision, imap, login_line, nginx_headers, user
+
+
+def dovegate(chain, *args, check=True):
+    return subprocess.run([chain.binary("src/tools/dovegate"), *args], capture_output=True,
+                          text=True, timeout=30, check=check)
+
+
+class ProxiedIMAP4(imaplib.IMAP4):
+    """imaplib client that first sends a PROXY v1 header, as nginx does."""
+
+    def __init__(self, port, rip, rport):
+        self._proxy_line = f"PROXY TCP4 {rip} 127.0.0.1 {rport} 143\r\n".encode()
+        super().__init__("127.0.0.1", port, timeout=15)
+
+    def _create_socket(self, timeout):
+        sock = super()._create_socket(timeout)
+        sock.sendall(self._proxy_line)
+        return sock
+
+
+_RIPS = itertools.count(1)
+
+
+def proxy_login(chain, name, password, rip=None, rport=40123):
+    """Log in on Dovecot's haproxy listener the way nginx does. Each call gets
+    its own client address: Dovecot's auth penalty per address would
+    otherwise delay every refusal after the first by 2, 6, 10 s..."""
+    rip = rip or f"198.51.100.{next(_RIPS) % 250 + 1}"
+    c = ProxiedIMAP4(int(chain.env["DOVECOT_PROXY_IMAP_PORT"]), rip, rport)
+    return c, c.login(name, password)
+
+
+def mint(chain, claims, key=None):
+    """A ticket signed with the chain's (or another) key, claims exactly as given."""
+    key = key or chain.values["TICKET_SIGNING_KEY"]
+    out = dovegate(chain, "ticket", "sign", "--key", key, "--claims", json.dumps(claims))
+    return out.stdout.strip()
+
+
+def iso(t):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+def good_claims(chain, name, **over):
+    now = int(time.time())
+    c = {"sub": name, "aud": chain.values["TICKET_AUDIENCE"], "iat": iso(now), "exp": iso(now + 60),
+         "jti": f"test{now}{os.getpid()}{len(over)}" + "".join(sorted(over)).replace("_", ""),
+         "svc": "imap", "rip": "198.51.100.23", "rport": 40123, "tls": False}
+    c.update(over)
+    return {k: v for k, v in c.items() if v is not None}
+
+
+def test_session_id_is_the_same_at_every_hop(chain, logs):
+    name, password = user(chain, "alice")
+    c = imap(chain)
+    client_port = c.sock.getsockname()[1]
+    assert c.login(name, password)[0] == "OK"
+    c.select("INBOX")
+    c.logout()
+    session = decision(logs, proto="imap", user=name, result="ok", mode="ticket").group(1)
+    line = login_line(logs, "imap", name).group(0)
+    assert f"session=<{session}>" in line, line
+    assert re.search(rf"\brport={client_port}\b", line), line
+    # The post-login imap process logs with the same session in its prefix.
+    logs["dovecot"].wait_for(rf"imap\({name}\)<\d+><{re.escape(session)}>")
+    logs["dovecot"].wait_for(rf"dovegate: ticket accepted.*session={re.escape(session)}")
+
+
+def test_pop3_and_submission_carry_the_session(chain, logs):
+    name, password = user(chain, "carol")
+    p = poplib.POP3("127.0.0.1", int(chain.env["NGINX_POP3_PORT"]), timeout=15)
+    p.user(name)
+    assert p.pass_(password).startswith(b"+OK")
+    p.quit()
+    session = decision(logs, proto="pop3", user=name, result="ok", mode="ticket").group(1)
+    assert f"session=<{session}>" in login_line(logs, "pop3", name).group(0)
+    logs["dovecot"].wait_for(rf"pop3\({name}\)<\d+><{re.escape(session)}>")
+
+    with smtplib.SMTP("127.0.0.1", int(chain.env["NGINX_SUBMISSION_PORT"]), timeout=15) as s:
+        s.ehlo("client.example")
+        s.login(name, password)
+    session = decision(logs, proto="smtp", user=name, result="ok", mode="ticket").group(1)
+    assert f"session=<{session}>" in login_line(logs, "submission", name).group(0)
+
+
+def test_ticket_from_auth_http_works_once_then_is_a_replay(chain, logs):
+    name, password = user(chain, "alice")
+    resp = auth_http(chain, nginx_headers(chain, name, password))
+    assert resp["auth-status"] == "OK" and resp["auth-pass"].startswith("v4.public.")
+    ticket = resp["auth-pass"]
+    assert len(ticket) <= 640
+    c, (typ, _) = proxy_login(chain, resp["auth-user"], ticket)
+    assert typ == "OK"
+    c.logout()
+    with pytest.raises(imaplib.IMAP4.error):
+        proxy_login(chain, resp["auth-user"], ticket)
+    logs["dovecot"].wait_for(r"dovegate: ticket refused: reason=replay")
+
+
+@pytest.mark.parametrize("reason,over", [
+    ("expired", {"iat": -600, "exp": -300}),
+    ("not_yet_valid", {"iat": 600, "exp": 660}),
+    ("wrong_audience", {"aud": "some-other-backend"}),
+    ("wrong_user", {"sub": "bob"}),
+    ("wrong_service", {"svc": "pop3"}),
+])
+def test_bad_claims_are_refused_with_reason(chain, logs, reason, over):
+    name, _ = user(chain, "alice")
+    now = int(time.time())
+    over = dict(over)
+    for k in ("iat", "exp"):
+        if k in over:
+            over[k] = iso(now + over[k])
+    ticket = mint(chain, good_claims(chain, name, **over))
+    with pytest.raises(imaplib.IMAP4.error):
+        proxy_login(chain, name, ticket)
+    logs["dovecot"].wait_for(rf"dovegate: ticket refused: reason={reason}\b")
+
+
+def test_tampered_ticket_is_refused(chain, logs):
+    name, _ = user(chain, "alice")
+    ticket = mint(chain, good_claims(chain, name))
+    head, body = ticket[:20], ticket[20:]
+    flipped = head + ("A" if body[0] != "A" else "B") + body[1:]
+    with pytest.raises(imaplib.IMAP4.error):
+        proxy_login(chain, name, flipped)
+    logs["dovecot"].wait_for(r"dovegate: ticket refused: reason=(bad_signature|malformed)\b")
+
+
+def test_unknown_key_is_refused(chain, logs, tmp_path):
+    name, _ = user(chain, "alice")
+    dovegate(chain, "keygen", "--kid", "stranger", "--dir", str(tmp_path))
+    ticket = mint(chain, good_claims(chain, name), key=str(tmp_path / "stranger.key"))
+    with pytest.raises(imaplib.IMAP4.error):
+        proxy_login(chain, name, ticket)
+    logs["dovecot"].wait_for(r"dovegate: ticket refused: reason=unknown_key\b")
+
+
+def test_no_password_reaches_the_backend(chain, logs):
+    """In ticket mode nginx logs in to Dovecot with a ticket, never the password."""
+    name, password = user(chain, "bob")
+    resp = auth_http(chain, nginx_headers(chain, name, password))
+    assert resp["auth-status"] == "OK"
+    assert resp["auth-user"] == name
+    assert password not in resp["auth-pass"]
+    assert dovegate(chain, "ticket", "verify", "--keys", chain.values["TICKET_KEYRING"],
+                    "--aud", chain.values["TICKET_AUDIENCE"], "--user", name, "--service", "imap",
+                    resp["auth-pass"]).returncode == 0
