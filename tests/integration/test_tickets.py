@@ -11,6 +11,7 @@ import json
 import os
 import poplib
 import re
+import signal
 import smtplib
 import subprocess
 import time
@@ -166,3 +167,70 @@ def test_no_password_reaches_the_backend(chain, logs):
     assert dovegate(chain, "ticket", "verify", "--keys", chain.values["TICKET_KEYRING"],
                     "--aud", chain.values["TICKET_AUDIENCE"], "--user", name, "--service", "imap",
                     resp["auth-pass"]).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def rotation_chain():
+    from conftest import start_chain, stop_chain
+    c = start_chain()
+    yield c
+    stop_chain(c)
+
+
+def write_atomic(path, text):
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.chmod(path + ".tmp", 0o644)
+    os.replace(path + ".tmp", path)
+
+
+def test_key_rotation(rotation_chain):
+    """Add the new public key to the backend, switch the signing key, drop the old one."""
+    from conftest import LogWatch
+    chain = rotation_chain
+    v = chain.values
+    name, password = user(chain, "alice")
+    keys = os.path.dirname(v["TICKET_SIGNING_KEY"])
+    old_pub = open(os.path.join(keys, "chain-1.pub")).read()
+    dovegate(chain, "keygen", "--kid", "chain-2", "--dir", keys)
+    new_pub = open(os.path.join(keys, "chain-2.pub")).read()
+    dovecot_log = LogWatch(chain.env["LOG_DOVECOT"])
+    auth_log = LogWatch(chain.env["LOG_AUTH"])
+
+    def nginx_login(kid):
+        watch = LogWatch(chain.env["LOG_DOVECOT"])
+        c = imap(chain)
+        assert c.login(name, password)[0] == "OK"
+        c.logout()
+        watch.wait_for(rf"dovegate: ticket accepted: .*kid={kid}\b")
+
+    # 1. The backend learns the new public key: the passdb re-reads a changed
+    # ring at the next ticket (checking at most once a second).
+    write_atomic(v["TICKET_KEYRING"], old_pub + new_pub)
+    time.sleep(1.1)
+    nginx_login("chain-1")
+    dovecot_log.wait_for(r"key ring .* reloaded \(2 keys\)")
+    old_ticket = mint(chain, good_claims(chain, name, jti="rotation-old-1"))
+
+    # 2. dovegate-auth switches to the new signing key on SIGHUP.
+    conf = chain.path("etc", "dovegate-auth.conf")
+    text = open(conf).read().replace(v["TICKET_SIGNING_KEY"], os.path.join(keys, "chain-2.key"))
+    write_atomic(conf, text)
+    chain.procs["dovegate-auth"].send_signal(signal.SIGHUP)
+    auth_log.wait_for(r"configuration reloaded")
+    nginx_login("chain-2")
+    # A ticket of the old key issued before the switch still works meanwhile.
+    c, (typ, _) = proxy_login(chain, name, old_ticket)
+    assert typ == "OK"
+    c.logout()
+
+    # 3. The old key leaves the ring: its tickets fail, new logins go on.
+    old_ticket2 = mint(chain, good_claims(chain, name, jti="rotation-old-2"))
+    watch = LogWatch(chain.env["LOG_DOVECOT"])
+    write_atomic(v["TICKET_KEYRING"], new_pub)
+    time.sleep(1.1)
+    with pytest.raises(imaplib.IMAP4.error):
+        proxy_login(chain, name, old_ticket2)
+    watch.wait_for(r"key ring .* reloaded \(1 keys\)")
+    watch.wait_for(r"dovegate: ticket refused: reason=unknown_key kid=chain-1\b")
+    nginx_login("chain-2")
