@@ -1,0 +1,272 @@
+"""dovegate's Dovecot modules under valgrind (issue 4).
+
+A chain of its own whose Dovecot runs the auth process (libauthdb_dovegate.so:
+the passdb, ticket and key ring code, replay cache) and imap-login
+(lib20_dovegate_plugin.so: the login plugin) under valgrind's memcheck. It
+drives the paths our code owns: a good ticket login through nginx (ticket
+accepted, session applied by the login plugin), a wrong password through
+nginx, and on Dovecot's haproxy port a non-ticket password (handed on to the
+next passdb), a replayed ticket and a tampered one. Then it stops Dovecot
+(SIGTERM to the master, so every process exits normally and valgrind writes
+its leak report) and reads every valgrind log: no memcheck error at all in
+any process, and no definitely/indirectly lost block allocated through our
+code. Needs valgrind (scripts/deps); without it the test fails, never skips.
+"""
+import glob
+import imaplib
+import os
+import re
+import shutil
+import socket
+import tempfile
+import time
+
+import pytest
+
+from conftest import LogWatch, start_chain, stop_chain
+from test_login import auth_http, nginx_headers, user
+from test_tickets import good_claims, mint, proxy_login
+
+VALGRIND = "/usr/bin/valgrind"
+# valgrind is slow: every imap-login (one per connection) and the auth
+# process start under it, so waits are generous. The whole module stays
+# well under 2 minutes.
+SLOW = 60
+STOP_TIMEOUT = 60
+
+# Names that put a valgrind stack into our code: the two modules and the
+# source files / functions they are built from.
+OURS = re.compile(r"libauthdb_dovegate\.so|lib20_dovegate_plugin\.so|passdb_dovegate|login_plugin"
+                  r"|\bticket[._]|keyring|replay_cache|claims_json|login_trust|dovegate")
+
+# The measured recipe plus --keep-debuginfo=yes: Dovecot dlcloses its modules
+# at exit, before the leak check, and without it a leak's frames inside our
+# .so print as "???" (checked with a dlopen'ed test library): the leak would
+# still count as an error, but could not be attributed to dovegate.
+VG_OPTS = ("--vgdb=no --leak-check=full --show-leak-kinds=all "
+           "--errors-for-leak-kinds=definite,indirect,possible --track-origins=yes --num-callers=30 "
+           "--keep-debuginfo=yes")
+AUTH_MODULE = "libauthdb_dovegate.so"
+LOGIN_PLUGIN = "lib20_dovegate_plugin.so"
+
+
+def dovecot_settings(logdir):
+    return f"""
+# test_valgrind: auth and imap-login under valgrind's memcheck.
+service auth {{
+  executable = {VALGRIND} {VG_OPTS} --log-file={logdir}/auth.%p.log /usr/lib/dovecot/auth
+}}
+# Login processes chroot into base_dir/login (Dovecot's default, kept): the
+# process execs valgrind outside the chroot, valgrind opens its log file
+# and reads the debug info of every library (the login plugin included)
+# when it is mapped, and imap-login loads its plugins before it chroots
+# itself; measured: the same reports with and without the chroot. Should a
+# valgrind or Dovecot update break that, "chroot =" here is an acceptable
+# fallback for this test (it changes where the process finds files, not
+# what the plugin does with memory).
+service imap-login {{
+  executable = {VALGRIND} {VG_OPTS} --log-file={logdir}/imap-login.%p.log /usr/lib/dovecot/imap-login
+}}
+"""
+
+
+@pytest.fixture(scope="module")
+def vg():
+    """(chain, valgrind log dir): a ticket-mode chain with auth and imap-login
+    under valgrind. The test stops Dovecot itself; stop_chain here is then a
+    no-op for the daemons and removes the state (kept on failure)."""
+    if not os.access(VALGRIND, os.X_OK):
+        pytest.fail(f"{VALGRIND} missing: install valgrind (add it to TEST_PKGS in scripts/deps)")
+    logdir = tempfile.mkdtemp(prefix="dovegate-valgrind-", dir="/tmp")
+    os.chmod(logdir, 0o755)  # valgrind opens its log before the process drops root
+    keep = True  # on any failure, start-up included
+    try:
+        c = start_chain(dovecot_post=dovecot_settings(logdir))
+        try:
+            yield c, logdir
+        finally:
+            c.stop(timeout=STOP_TIMEOUT)  # valgrind'ed processes exit slowly
+            stop_chain(c)
+        keep = getattr(pytest, "dovegate_failed", False)
+    finally:
+        if keep:
+            print(f"\nvalgrind logs kept for inspection: {logdir}")
+        else:
+            shutil.rmtree(logdir, ignore_errors=True)
+
+
+def ticket_login_through_nginx(chain, dlog):
+    name, password = user(chain, "alice")
+    c = imaplib.IMAP4("127.0.0.1", int(chain.env["NGINX_IMAP_PORT"]), timeout=SLOW)
+    assert c.login(name, password)[0] == "OK"
+    assert c.select("INBOX")[0] == "OK"
+    c.logout()
+    session = dlog.wait_for(r"dovegate: ticket accepted: session=(\S+)", SLOW).group(1)
+    line = dlog.wait_for(rf"imap-login: Info: dovegate: login user=<{name}> session=<{re.escape(session)}>.*",
+                         SLOW).group(0)
+    assert "session_from=ticket" in line, line
+    dlog.wait_for(rf"imap-login: Info: Login: user=<{name}>.*session=<{re.escape(session)}>", SLOW)
+
+
+def wrong_password_through_nginx(chain, alog):
+    """Refused by dovegate-auth; nginx never reaches Dovecot."""
+    name, _ = user(chain, "bob")
+    c = imaplib.IMAP4("127.0.0.1", int(chain.env["NGINX_IMAP_PORT"]), timeout=SLOW)
+    with pytest.raises(imaplib.IMAP4.error):
+        c.login(name, "not-bobs-password")
+    c.shutdown()
+    alog.wait_for(rf"\bdecision\b.*\buser={name}\b.*\bresult=fail\b.*\breason=bad_password\b", SLOW)
+
+
+def plain_password_on_haproxy_port(chain, dlog):
+    """Not a ticket: the dovegate passdb hands it on; the passwd-file refuses it."""
+    name, _ = user(chain, "carol")
+    with pytest.raises(imaplib.IMAP4.error):
+        proxy_login(chain, name, "not-carols-password")
+    dlog.wait_for(rf"passwd-file\({name},.*\): Password mismatch", SLOW)
+
+
+def replayed_ticket(chain, dlog):
+    name, password = user(chain, "alice")
+    resp = auth_http(chain, nginx_headers(chain, name, password))
+    assert resp["auth-status"] == "OK", resp
+    ticket = resp["auth-pass"]
+    c, (typ, _) = proxy_login(chain, resp["auth-user"], ticket)
+    assert typ == "OK"
+    c.logout()
+    with pytest.raises(imaplib.IMAP4.error):
+        proxy_login(chain, resp["auth-user"], ticket)
+    dlog.wait_for(r"dovegate: ticket refused: reason=replay\b", SLOW)
+
+
+def tampered_ticket(chain, dlog):
+    name, _ = user(chain, "alice")
+    ticket = mint(chain, good_claims(chain, name))
+    head, body = ticket[:20], ticket[20:]
+    flipped = head + ("A" if body[0] != "A" else "B") + body[1:]
+    with pytest.raises(imaplib.IMAP4.error):
+        proxy_login(chain, name, flipped)
+    dlog.wait_for(r"dovegate: ticket refused: reason=(bad_signature|malformed)\b", SLOW)
+
+
+# ---- valgrind logs ----------------------------------------------------------
+
+def pid_of(path):
+    return int(re.search(r"\.(\d+)\.log$", path).group(1))
+
+
+def wait_for_exit(paths, timeout):
+    """Dovecot's master may be gone before its children finish their leak
+    check: wait for every valgrind'ed pid to disappear."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive = [p for p in paths if os.path.exists(f"/proc/{pid_of(p)}")]
+        if not alive:
+            return []
+        time.sleep(0.2)
+    return alive
+
+
+def blocks(text):
+    """A valgrind log as blocks: the lines between two empty '==PID== ' lines."""
+    out, cur = [], []
+    for line in text.splitlines():
+        if re.sub(r"^==\d+==", "", line).strip():
+            cur.append(line)
+        elif cur:
+            out.append("\n".join(cur))
+            cur = []
+    if cur:
+        out.append("\n".join(cur))
+    return out
+
+
+# Blocks that are not an error or a lost block: preamble, summaries, and
+# still-reachable records (Dovecot's and glibc's, reported but not errors).
+NOT_AN_ERROR = re.compile(r"Memcheck, a memory error detector|HEAP SUMMARY:|All heap blocks were freed"
+                          r"|LEAK SUMMARY:|For lists of detected|For counts of detected|ERROR SUMMARY:"
+                          r"|are still reachable in loss record")
+OUR_LEAK = re.compile(r"are (definitely|indirectly) lost in loss record")
+
+
+def findings(path):
+    """(problems, text) of one valgrind log; a problem is a headline plus the
+    valgrind excerpts, blocks through dovegate code first and marked."""
+    with open(path, errors="replace") as f:
+        text = f.read()
+    m = re.search(r"ERROR SUMMARY: (\d+) errors? from (\d+) contexts?.*", text)
+    if not m:
+        return [f"{path}: no ERROR SUMMARY (process killed, or still running?); last lines:\n"
+                + "\n".join(text.splitlines()[-30:])], text
+    errors = [b for b in blocks(text) if not NOT_AN_ERROR.search(b.split("\n", 1)[0])]
+    ours = [b for b in errors if OURS.search(b)]
+    our_leaks = [b for b in ours if OUR_LEAK.search(b)]
+    if int(m.group(1)) == 0 and not our_leaks:
+        return [], text
+    shown = "\n\n".join([f"[through dovegate code]\n{b}" for b in ours]
+                         + [b for b in errors if b not in ours])
+    if len(shown) > 8000:
+        shown = shown[:8000] + f"\n[... cut; whole log: {path}]"
+    return [f"{path}: {m.group(0)}; {len(ours)} block(s) through dovegate code, "
+            f"{len(our_leaks)} of them definitely/indirectly lost\n{shown}"], text
+
+
+def maps(pid):
+    try:
+        with open(f"/proc/{pid}/maps") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def valgrind_logs(logdir, kind):
+    return sorted(glob.glob(os.path.join(logdir, f"{kind}.*.log")))
+
+
+def assert_modules_loaded_under_valgrind(chain, logdir):
+    """The processes valgrind watches really run our code: the live auth
+    process has the passdb module mapped, and a fresh imap-login (one per
+    connection) the login plugin. Checked in /proc/PID/maps of the pids that
+    name valgrind's logs."""
+    auth = [p for p in valgrind_logs(logdir, "auth") if AUTH_MODULE in maps(pid_of(p))]
+    assert auth, (f"no running auth process under valgrind with {AUTH_MODULE} mapped; "
+                  f"logs: {os.listdir(logdir)}")
+    with socket.create_connection(("127.0.0.1", int(chain.env["DOVECOT_IMAP_PORT"])), timeout=SLOW) as s:
+        assert s.recv(512).startswith(b"* OK")  # imap-login is up, plugins loaded
+        login = [p for p in valgrind_logs(logdir, "imap-login") if LOGIN_PLUGIN in maps(pid_of(p))]
+        assert login, (f"no running imap-login under valgrind with {LOGIN_PLUGIN} mapped; "
+                       f"logs: {os.listdir(logdir)}")
+
+
+def test_modules_run_clean_under_valgrind(vg):
+    chain, logdir = vg
+    dlog = LogWatch(chain.env["LOG_DOVECOT"])
+    alog = LogWatch(chain.env["LOG_AUTH"])
+
+    ticket_login_through_nginx(chain, dlog)
+    wrong_password_through_nginx(chain, alog)
+    plain_password_on_haproxy_port(chain, dlog)
+    replayed_ticket(chain, dlog)
+    tampered_ticket(chain, dlog)
+    assert_modules_loaded_under_valgrind(chain, logdir)
+
+    # Stop everything; SIGTERM to Dovecot's master makes auth and the login
+    # processes exit normally, so valgrind runs its leak check.
+    chain.stop(timeout=STOP_TIMEOUT)
+    logs = sorted(glob.glob(os.path.join(logdir, "*.log")))
+    still = wait_for_exit(logs, STOP_TIMEOUT)
+    assert not still, f"processes under valgrind still running after Dovecot stopped: {still}"
+
+    # At least one log per process type: the test must be able to fail.
+    auth, login = valgrind_logs(logdir, "auth"), valgrind_logs(logdir, "imap-login")
+    assert auth and login, f"valgrind logs in {logdir}: {os.listdir(logdir)}"
+    # One imap-login per connection: the start-up probe, the nginx login,
+    # the wrong password on the haproxy port, two replay logins, the tampered
+    # ticket and the probe above.
+    assert len(login) >= 7, login
+
+    problems = []
+    for p in logs:
+        problems += findings(p)[0]
+    assert not problems, (f"valgrind found problems ({len(logs)} logs in {logdir}):\n\n"
+                          + "\n\n".join(problems))
