@@ -137,6 +137,12 @@ static void parse_method(struct authhttp_request *req, const char *v)
 		req->method = AUTHHTTP_METHOD_PLAIN;
 	else if (strcmp(v, "none") == 0)
 		req->method = AUTHHTTP_METHOD_NONE;
+	else if (strcmp(v, "apop") == 0)
+		req->method = AUTHHTTP_METHOD_APOP;
+	else if (strcmp(v, "cram-md5") == 0)
+		req->method = AUTHHTTP_METHOD_CRAM_MD5;
+	else if (strcmp(v, "external") == 0)
+		req->method = AUTHHTTP_METHOD_EXTERNAL;
 	else
 		req->method = AUTHHTTP_METHOD_OTHER;
 }
@@ -213,16 +219,81 @@ static void parse_pass(struct authhttp_request *req, const char *v)
 		set_status(req, AUTHHTTP_BAD_CREDENTIALS, "NUL, CR or LF in password");
 }
 
-/* Credentials matter for plain; for none they are ignored (nginx may send
-   stale ones from an earlier attempt); for other methods the user is decoded
-   for the log only. */
+/* nginx writes Auth-Salt as "Auth-Salt: " + its challenge line, which ends
+   in its own CRLF; the HTTP parser normally eats it, but if it is still there
+   exactly one CRLF goes, nothing else (the challenge is hashed byte for byte). */
+static void parse_salt(struct authhttp_request *req, const char *v)
+{
+	size_t len = strlen(v);
+
+	if (len >= 2 && v[len - 2] == '\r' && v[len - 1] == '\n')
+		len -= 2;
+	if (len == 0 || len > AUTHHTTP_SALT_MAX || memchr(v, '\r', len) != NULL ||
+	    memchr(v, '\n', len) != NULL) {
+		set_status(req, AUTHHTTP_BAD_REQUEST, "bad Auth-Salt");
+		return;
+	}
+	req->salt = strndup(v, len);
+	if (req->salt == NULL)
+		set_status(req, AUTHHTTP_BAD_REQUEST, "out of memory");
+	else
+		req->salt_len = len;
+}
+
+/* Method none: only the recipient matters (routing by its domain). */
+static void parse_smtp_to(struct authhttp_request *req,
+			  const struct authhttp_pair *pairs, size_t count)
+{
+	const char *to = header(req, pairs, count, "Auth-SMTP-To");
+
+	if (to != NULL)
+		req->smtp_to = strndup(to, AUTHHTTP_SMTP_TO_MAX);
+}
+
+static char *optional_copy(struct authhttp_request *req, const struct authhttp_pair *pairs,
+			   size_t count, const char *name)
+{
+	const char *v = header(req, pairs, count, name);
+
+	return v != NULL ? strndup(v, AUTHHTTP_SSL_FIELD_MAX) : NULL;
+}
+
+/* Method external: the certificate nginx verified. Auth-User is the
+   client's optional authorization id, Auth-Pass empty. */
+static void parse_ssl(struct authhttp_request *req, const struct authhttp_pair *pairs,
+		      size_t count)
+{
+	const char *cert = header(req, pairs, count, "Auth-SSL-Cert");
+	const char *user = header(req, pairs, count, "Auth-User");
+
+	req->ssl_verify = optional_copy(req, pairs, count, "Auth-SSL-Verify");
+	req->ssl_subject = optional_copy(req, pairs, count, "Auth-SSL-Subject");
+	req->ssl_fingerprint = optional_copy(req, pairs, count, "Auth-SSL-Fingerprint");
+	if (cert != NULL && authhttp_decode(cert, strlen(cert), &req->ssl_cert,
+					    &req->ssl_cert_len) < 0) {
+		req->ssl_cert = NULL;
+		set_status(req, AUTHHTTP_BAD_REQUEST, "bad %%-escape in Auth-SSL-Cert");
+	}
+	if (user != NULL)
+		parse_user(req, user);
+}
+
+/* Credentials matter for plain, apop and cram-md5; for none they are ignored
+   (nginx may send stale ones from an earlier attempt); for other methods the
+   user is decoded for the log only. */
 static void parse_credentials(struct authhttp_request *req,
 			      const struct authhttp_pair *pairs, size_t count)
 {
-	const char *user, *pass;
+	const char *user, *pass, *salt;
 
-	if (req->method == AUTHHTTP_METHOD_NONE)
+	if (req->method == AUTHHTTP_METHOD_NONE) {
+		parse_smtp_to(req, pairs, count);
 		return;
+	}
+	if (req->method == AUTHHTTP_METHOD_EXTERNAL) {
+		parse_ssl(req, pairs, count);
+		return;
+	}
 	if (req->method == AUTHHTTP_METHOD_OTHER) {
 		user = header(req, pairs, count, "Auth-User");
 		if (user != NULL) {
@@ -238,6 +309,11 @@ static void parse_credentials(struct authhttp_request *req,
 		parse_user(req, user);
 	if (pass != NULL)
 		parse_pass(req, pass);
+	if (!AUTHHTTP_METHOD_HAS_SALT(req->method))
+		return;
+	salt = required(req, pairs, count, "Auth-Salt");
+	if (salt != NULL)
+		parse_salt(req, salt);
 }
 
 void authhttp_request_parse(struct authhttp_request *req,
@@ -263,6 +339,12 @@ void authhttp_request_clear(struct authhttp_request *req)
 	}
 	free(req->user);
 	free(req->user_raw);
+	free(req->salt);
+	free(req->smtp_to);
+	free(req->ssl_verify);
+	free(req->ssl_subject);
+	free(req->ssl_fingerprint);
+	free(req->ssl_cert);
 	free(req->method_name);
 	free(req->client_ip);
 	memset(req, 0, sizeof(*req));
@@ -355,6 +437,12 @@ int authhttp_response_tempfail(struct authhttp_response *resp, enum dg_proto pro
 int authhttp_response_unsupported(struct authhttp_response *resp, enum dg_proto proto)
 {
 	return error_response(resp, AUTHHTTP_TEXT_UNSUPPORTED, true, proto, "504 5.5.4");
+}
+
+int authhttp_response_relay_denied(struct authhttp_response *resp)
+{
+	return error_response(resp, AUTHHTTP_TEXT_RELAY_DENIED, true, DG_PROTO_SMTP,
+			      "550 5.7.1");
 }
 
 void authhttp_response_clear(struct authhttp_response *resp)

@@ -16,8 +16,18 @@ int dg_proto_parse(const char *name, enum dg_proto *proto_r);
 enum authhttp_method {
 	AUTHHTTP_METHOD_PLAIN,
 	AUTHHTTP_METHOD_NONE,    /* SMTP without AUTH: route only */
-	AUTHHTTP_METHOD_OTHER,   /* apop, cram-md5, external, ...: not yet supported */
+	AUTHHTTP_METHOD_APOP,    /* Auth-Pass = hex MD5(salt || password) */
+	AUTHHTTP_METHOD_CRAM_MD5,/* Auth-Pass = hex HMAC-MD5(password, salt) */
+	AUTHHTTP_METHOD_EXTERNAL,/* verified client certificate, no password */
+	AUTHHTTP_METHOD_OTHER,   /* anything else: not supported */
 };
+
+/* Methods where nginx holds no plaintext password (it cannot be passed through). */
+#define AUTHHTTP_METHOD_HAS_SALT(m) \
+	((m) == AUTHHTTP_METHOD_APOP || (m) == AUTHHTTP_METHOD_CRAM_MD5)
+#define AUTHHTTP_SALT_MAX 512
+#define AUTHHTTP_SMTP_TO_MAX 1024
+#define AUTHHTTP_SSL_FIELD_MAX 1024
 
 /* Limits on decoded credentials; longer ones are refused as bad requests. */
 #define AUTHHTTP_USER_MAX 255
@@ -51,6 +61,15 @@ struct authhttp_request {
 	char *user_raw;                 /* as sent, for logs when decoding failed */
 	char *pass;                     /* decoded; wiped on clear */
 	size_t pass_len;
+	char *salt;                     /* apop, cram-md5: Auth-Salt without its CRLF */
+	size_t salt_len;
+	char *smtp_to;                  /* none: Auth-SMTP-To as sent; NULL if absent */
+	/* external: nginx's client certificate facts (NULL if absent) */
+	char *ssl_verify;               /* Auth-SSL-Verify, "SUCCESS" when verified */
+	char *ssl_subject;              /* Auth-SSL-Subject */
+	char *ssl_fingerprint;          /* Auth-SSL-Fingerprint */
+	char *ssl_cert;                 /* Auth-SSL-Cert, %XX-decoded PEM */
+	size_t ssl_cert_len;
 	char *client_ip;                /* as sent; validated only if status OK */
 	unsigned long attempt;          /* Auth-Login-Attempt, >= 1 when status OK */
 };
@@ -86,6 +105,7 @@ int authhttp_decode(const char *in, size_t inlen, char **out, size_t *outlen);
 #define AUTHHTTP_TEXT_FAIL "Invalid login or password"
 #define AUTHHTTP_TEXT_TEMPFAIL "Temporary server problem, try again later"
 #define AUTHHTTP_TEXT_UNSUPPORTED "Authentication method not supported"
+#define AUTHHTTP_TEXT_RELAY_DENIED "Relay access denied"
 #define AUTHHTTP_WAIT_SECONDS "3"
 
 struct authhttp_header {
@@ -112,6 +132,8 @@ int authhttp_response_fail(struct authhttp_response *resp, enum dg_proto proto);
 int authhttp_response_tempfail(struct authhttp_response *resp, enum dg_proto proto,
 			       bool with_wait);
 int authhttp_response_unsupported(struct authhttp_response *resp, enum dg_proto proto);
+/* SMTP without AUTH to a recipient we do not relay for: 550 5.7.1. */
+int authhttp_response_relay_denied(struct authhttp_response *resp);
 void authhttp_response_clear(struct authhttp_response *resp);
 
 /* Bytes of our header lines ("Name: value\r\n" each) plus AUTHHTTP_HEAD_OVERHEAD. */

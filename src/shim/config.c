@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <arpa/inet.h>
 #include <ini.h>
@@ -13,6 +14,8 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "passdb_dovecot.h"
+#include "external.h"
 #include "schemes.h"
 #include "ticket.h"
 
@@ -33,7 +36,7 @@ struct key_def {
 
 static set_fn set_string, set_path, set_uint, set_mode, set_listen, set_token,
 	set_log_target, set_driver, set_scheme, set_backend, set_cred_mode,
-	set_name, set_audience;
+	set_name, set_audience, set_domains, set_relay_backend, set_user_from;
 
 /* Same order as enum config_key. */
 static const struct key_def keys[CK_COUNT] = {
@@ -61,10 +64,17 @@ static const struct key_def keys[CK_COUNT] = {
 	{ "ticket", "audience", set_audience, FIELD(ticket_audience), 0, 0 },
 	/* a backend refuses longer-lived tickets by default */
 	{ "ticket", "lifetime", set_uint, FIELD(ticket_lifetime), 1, TICKET_MAX_LIFETIME_DEFAULT },
+	{ "cache", "ttl", set_uint, FIELD(cache_ttl), 0, 86400 },
+	{ "cache", "negative_ttl", set_uint, FIELD(cache_negative_ttl), 0, 3600 },
+	{ "cache", "size", set_uint, FIELD(cache_size), 0, 10000000 },
+	{ "relay", "domains", set_domains, FIELD(relay_domains), 0, 0 },
+	{ "relay", "backend", set_relay_backend, FIELD(relay_backend), 0, 0 },
+	{ "external", "user_from", set_user_from, FIELD(external_user_from), 0, 0 },
+	{ "external", "map_file", set_path, FIELD(external_map_file), 0, 0 },
 };
 
 static const char *const sections[] = {
-	"server", "log", "passdb", "backend", "credentials", "ticket", NULL
+	"server", "log", "passdb", "backend", "credentials", "ticket", "cache", "relay", "external", NULL
 };
 
 const char *cred_mode_name(enum cred_mode mode)
@@ -335,6 +345,59 @@ static int set_cred_mode(struct dg_config *cfg, const struct key_def *def,
 	return 0;
 }
 
+/* Domain names separated by spaces, kept as " a b " in lower case so that
+   a lookup is a search for " domain ". */
+static int set_domains(struct dg_config *cfg, const struct key_def *def,
+		       const char *value, char *why, size_t whylen)
+{
+	size_t len = strlen(value);
+	char *list;
+
+	if (len == 0 || strspn(value, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+				      "0123456789.- ") != len) {
+		snprintf(why, whylen, "must be domain names separated by spaces");
+		return -1;
+	}
+	if (asprintf(&list, " %s ", value) < 0) {
+		snprintf(why, whylen, "out of memory");
+		return -1;
+	}
+	for (char *p = list; *p != '\0'; p++)
+		*p = (char)tolower((unsigned char)*p);
+	free(cfg->relay_domains);
+	cfg->relay_domains = list;
+	return 0;
+}
+
+static int set_user_from(struct dg_config *cfg, const struct key_def *def,
+			 const char *value, char *why, size_t whylen)
+{
+	if (strcmp(value, "cn") == 0)
+		cfg->external_user_from = EXTERNAL_CN;
+	else if (strcmp(value, "email") == 0)
+		cfg->external_user_from = EXTERNAL_EMAIL;
+	else if (strcmp(value, "map") == 0)
+		cfg->external_user_from = EXTERNAL_MAP;
+	else {
+		snprintf(why, whylen, "must be cn, email or map");
+		return -1;
+	}
+	return 0;
+}
+
+static int set_relay_backend(struct dg_config *cfg, const struct key_def *def,
+			     const char *value, char *why, size_t whylen)
+{
+	const char *error;
+
+	if (backend_parse(value, &cfg->relay_backend, &error) < 0) {
+		snprintf(why, whylen, "%s", error);
+		return -1;
+	}
+	cfg->has_relay_backend = true;
+	return 0;
+}
+
 /* ---- parsing ---------------------------------------------------------------- */
 
 struct parse_state {
@@ -362,6 +425,8 @@ static void record_error(struct parse_state *st, const char *fmt, ...)
 	va_end(ap);
 }
 
+static bool named_passdb_section(const char *s, size_t len);
+
 static bool known_section(const char *name, size_t len)
 {
 	for (const char *const *s = sections; *s != NULL; s++) {
@@ -384,7 +449,8 @@ static const char *check_line(const char *line, char *msg, size_t msglen)
 	if (*p != '[')
 		return NULL;
 	close = strchr(p, ']');
-	if (close != NULL && !known_section(p + 1, (size_t)(close - p - 1))) {
+	if (close != NULL && !known_section(p + 1, (size_t)(close - p - 1)) &&
+	    !named_passdb_section(p + 1, (size_t)(close - p - 1))) {
 		snprintf(msg, msglen, "unknown section [%.*s]", (int)(close - p - 1), p + 1);
 		return msg;
 	}
@@ -426,6 +492,193 @@ static int find_key(const char *section, const char *name)
 	return -1;
 }
 
+/* ---- [passdb NAME] sections ------------------------------------------------- */
+
+/* Their keys; the index is passdb_conf.key_line's. */
+static const char *const passdb_keys[] = {
+	"driver", "path", "default_scheme", "socket", "timeout", "no_penalty", NULL
+};
+enum { PK_DRIVER, PK_PATH, PK_SCHEME, PK_SOCKET, PK_TIMEOUT, PK_NO_PENALTY };
+
+static bool passdb_name_ok(const char *name, size_t len)
+{
+	size_t ok = strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			   "0123456789._-");
+
+	return len > 0 && len <= 64 && ok >= len;
+}
+
+/* "passdb NAME" (one space) with a plain NAME. */
+static bool named_passdb_section(const char *s, size_t len)
+{
+	return len > 7 && strncmp(s, "passdb ", 7) == 0 && passdb_name_ok(s + 7, len - 7);
+}
+
+static struct passdb_conf *passdb_conf_get(struct parse_state *st, const char *name)
+{
+	struct dg_config *cfg = st->cfg;
+	struct passdb_conf *pc;
+
+	for (size_t i = 0; i < cfg->passdb_count; i++) {
+		if (strcmp(cfg->passdbs[i].name, name) == 0)
+			return &cfg->passdbs[i];
+	}
+	if (cfg->passdb_count == CONFIG_MAX_PASSDBS) {
+		record_error(st, "too many [passdb NAME] sections (at most %d)",
+			     CONFIG_MAX_PASSDBS);
+		return NULL;
+	}
+	pc = &cfg->passdbs[cfg->passdb_count];
+	pc->name = strdup(name);
+	if (pc->name == NULL) {
+		record_error(st, "out of memory");
+		return NULL;
+	}
+	pc->line = st->lineno;
+	pc->timeout = 20;       /* > Dovecot's longest penalty (15 s) + failure delay (2 s) */
+	cfg->passdb_count++;
+	return pc;
+}
+
+static int passdb_set_value(struct dg_config *cfg, struct passdb_conf *pc, int k,
+			    const char *value, char *why, size_t whylen)
+{
+	switch (k) {
+	case PK_DRIVER:
+		if (strcmp(value, "passwd-file") == 0)
+			pc->driver = PASSDB_DRIVER_PASSWD_FILE;
+		else if (strcmp(value, "dovecot") == 0)
+			pc->driver = PASSDB_DRIVER_DOVECOT;
+		else {
+			snprintf(why, whylen, "must be passwd-file or dovecot");
+			return -1;
+		}
+		pc->has_driver = true;
+		return 0;
+	case PK_PATH:
+		if (value[0] == '\0') {
+			snprintf(why, whylen, "must not be empty");
+			return -1;
+		}
+		if (value[0] == '/')
+			return replace_string(&pc->path, value, why, whylen);
+		free(pc->path);
+		if (asprintf(&pc->path, "%s/%s", cfg->dir, value) < 0) {
+			pc->path = NULL;
+			snprintf(why, whylen, "out of memory");
+			return -1;
+		}
+		return 0;
+	case PK_SCHEME:
+		for (const char *const *n = scheme_names(); *n != NULL; n++) {
+			if (strcasecmp(*n, value) == 0)
+				return replace_string(&pc->default_scheme, *n, why, whylen);
+		}
+		snprintf(why, whylen, "unknown password scheme");
+		return -1;
+	case PK_SOCKET:
+		if (pdc_spec_check(value, why, whylen) < 0)
+			return -1;
+		return replace_string(&pc->socket, value, why, whylen);
+	case PK_TIMEOUT:
+		if (parse_number(value, 10, 1, 300, &pc->timeout) < 0) {
+			snprintf(why, whylen, "must be a number from 1 to 300");
+			return -1;
+		}
+		return 0;
+	default:
+		if (strcmp(value, "yes") != 0 && strcmp(value, "no") != 0) {
+			snprintf(why, whylen, "must be yes or no");
+			return -1;
+		}
+		pc->no_penalty = strcmp(value, "yes") == 0;
+		return 0;
+	}
+}
+
+static int on_passdb_key(struct parse_state *st, const char *pname, const char *name,
+			 const char *value)
+{
+	struct passdb_conf *pc = passdb_conf_get(st, pname);
+	char why[200];
+	int k = 0;
+
+	if (pc == NULL)
+		return 0;
+	while (passdb_keys[k] != NULL && strcmp(passdb_keys[k], name) != 0)
+		k++;
+	if (passdb_keys[k] == NULL) {
+		record_error(st, "unknown key '%s' in [passdb %s]", name, pname);
+		return 0;
+	}
+	if (pc->key_line[k] != 0) {
+		record_error(st, "duplicate key '%s' (first set on line %u)", name,
+			     pc->key_line[k]);
+		return 0;
+	}
+	if (passdb_set_value(st->cfg, pc, k, value, why, sizeof(why)) < 0) {
+		record_error(st, "%s: %s", name, why);
+		return 0;
+	}
+	pc->key_line[k] = st->lineno;
+	return 1;
+}
+
+/* A key that does not belong to the section's driver. */
+static int passdb_foreign_key(const struct dg_config *cfg, const struct passdb_conf *pc,
+			      char *err, size_t errlen)
+{
+	static const int file_only[] = { PK_PATH, PK_SCHEME };
+	static const int dovecot_only[] = { PK_SOCKET, PK_TIMEOUT, PK_NO_PENALTY };
+	bool dovecot = pc->driver == PASSDB_DRIVER_DOVECOT;
+	const int *keys_ = dovecot ? file_only : dovecot_only;
+	size_t n = dovecot ? 2 : 3;
+
+	for (size_t i = 0; i < n; i++) {
+		if (pc->key_line[keys_[i]] != 0) {
+			snprintf(err, errlen, "%s:%u: %s does not apply to driver %s",
+				 cfg->path, pc->key_line[keys_[i]], passdb_keys[keys_[i]],
+				 dovecot ? "dovecot" : "passwd-file");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Complete sections; a dovecot passdb last: Dovecot does not say whether a
+   FAIL was an unknown user, so nothing after it would ever be asked. */
+static int check_passdbs(const struct dg_config *cfg, char *err, size_t errlen)
+{
+	const struct passdb_conf *dovecot = NULL;
+
+	for (size_t i = 0; i < cfg->passdb_count; i++) {
+		const struct passdb_conf *pc = &cfg->passdbs[i];
+		const char *missing = !pc->has_driver ? "driver" :
+			pc->driver == PASSDB_DRIVER_PASSWD_FILE && pc->path == NULL ? "path" :
+			pc->driver == PASSDB_DRIVER_DOVECOT && pc->socket == NULL ? "socket" :
+			NULL;
+
+		if (missing != NULL) {
+			snprintf(err, errlen, "%s:%u: [passdb %s] %s is required",
+				 cfg->path, pc->line, pc->name, missing);
+			return -1;
+		}
+		if (passdb_foreign_key(cfg, pc, err, errlen) < 0)
+			return -1;
+		if (dovecot != NULL || (pc->driver == PASSDB_DRIVER_DOVECOT &&
+					cfg->line[CK_PASSDB_PATH] != 0 &&
+					cfg->passdb_line > pc->line)) {
+			snprintf(err, errlen, "%s:%u: a dovecot passdb must be the last "
+				 "one: it answers for every user", cfg->path,
+				 dovecot != NULL ? pc->line : cfg->passdb_line);
+			return -1;
+		}
+		if (pc->driver == PASSDB_DRIVER_DOVECOT)
+			dovecot = pc;
+	}
+	return 0;
+}
+
 static int on_key(void *user, const char *section, const char *name, const char *value)
 {
 	struct parse_state *st = user;
@@ -436,6 +689,8 @@ static int on_key(void *user, const char *section, const char *name, const char 
 		record_error(st, "'%s' outside of any [section]", name);
 		return 0;
 	}
+	if (strncmp(section, "passdb ", 7) == 0)
+		return on_passdb_key(st, section + 7, name, value);
 	k = find_key(section, name);
 	if (k < 0) {
 		record_error(st, "unknown key '%s' in [%s]", name, section);
@@ -451,6 +706,8 @@ static int on_key(void *user, const char *section, const char *name, const char 
 		return 0;
 	}
 	st->cfg->line[k] = st->lineno;
+	if (strcmp(section, "passdb") == 0 && st->cfg->passdb_line == 0)
+		st->cfg->passdb_line = st->lineno;     /* its place in the order */
 	return 1;
 }
 
@@ -483,6 +740,9 @@ static int set_defaults(struct dg_config *cfg, const char *path)
 	cfg->log_target = DGLOG_STDERR;
 	cfg->cred_mode = CRED_MODE_TICKET;
 	cfg->ticket_lifetime = 60;
+	cfg->cache_ttl = 300;
+	cfg->cache_negative_ttl = 30;
+	cfg->cache_size = 100000;
 	cfg->path = strdup(path);
 	cfg->dir = absolute_dir(path);
 	cfg->secret_header = strdup("X-Dovegate-Secret");
@@ -524,7 +784,9 @@ static int require(const struct dg_config *cfg, enum config_key key,
 static int check_complete(const struct dg_config *cfg, char *err, size_t errlen)
 {
 	if (require(cfg, CK_SECRET_FILE, err, errlen) < 0 ||
-	    require(cfg, CK_PASSDB_PATH, err, errlen) < 0)
+	    /* [passdb] may be left out when [passdb NAME] sections exist */
+	    (cfg->passdb_count == 0 && require(cfg, CK_PASSDB_PATH, err, errlen) < 0) ||
+	    check_passdbs(cfg, err, errlen) < 0)
 		return -1;
 	if (cfg->cred_mode == CRED_MODE_TICKET &&
 	    (require(cfg, CK_TICKET_SIGNING_KEY, err, errlen) < 0 ||
@@ -602,10 +864,18 @@ void config_free(struct dg_config *cfg)
 	free(cfg->passdb_driver);
 	free(cfg->passdb_path);
 	free(cfg->default_scheme);
+	for (size_t i = 0; i < cfg->passdb_count; i++) {
+		free(cfg->passdbs[i].name);
+		free(cfg->passdbs[i].path);
+		free(cfg->passdbs[i].default_scheme);
+		free(cfg->passdbs[i].socket);
+	}
 	free(cfg->master_user);
 	free(cfg->master_separator);
 	free(cfg->master_password_file);
 	free(cfg->ticket_signing_key);
 	free(cfg->ticket_audience);
+	free(cfg->relay_domains);
+	free(cfg->external_map_file);
 	memset(cfg, 0, sizeof(*cfg));
 }

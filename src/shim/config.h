@@ -34,7 +34,26 @@ enum config_key {
 	CK_BACKEND_IMAP, CK_BACKEND_POP3, CK_BACKEND_SMTP,
 	CK_CRED_MODE, CK_MASTER_USER, CK_MASTER_SEPARATOR, CK_MASTER_PASSWORD_FILE,
 	CK_TICKET_SIGNING_KEY, CK_TICKET_AUDIENCE, CK_TICKET_LIFETIME,
+	CK_CACHE_TTL, CK_CACHE_NEGATIVE_TTL, CK_CACHE_SIZE,
+	CK_RELAY_DOMAINS, CK_RELAY_BACKEND,
+	CK_EXTERNAL_USER_FROM, CK_EXTERNAL_MAP_FILE,
 	CK_COUNT
+};
+
+/* A [passdb NAME] section. [passdb] itself keeps its own fields below. */
+#define CONFIG_MAX_PASSDBS 8
+enum passdb_driver { PASSDB_DRIVER_PASSWD_FILE, PASSDB_DRIVER_DOVECOT };
+struct passdb_conf {
+	char *name;
+	unsigned line;                  /* of its first key: the order */
+	bool has_driver;
+	enum passdb_driver driver;
+	char *path;                     /* passwd-file: absolute */
+	char *default_scheme;           /* passwd-file; NULL: [passdb]'s */
+	char *socket;                   /* dovecot: unix:/path or tcp:IP:PORT */
+	unsigned timeout;               /* dovecot: seconds per request */
+	bool no_penalty;                /* dovecot: see conf.d/dovegate-auth.conf */
+	unsigned key_line[6];           /* driver path default_scheme socket timeout no_penalty */
 };
 
 struct dg_config {
@@ -59,6 +78,10 @@ struct dg_config {
 	char *passdb_driver;
 	char *passdb_path;              /* absolute */
 	char *default_scheme;
+	unsigned passdb_line;           /* first key of [passdb]; 0: none */
+	/* [passdb NAME] sections, in file order */
+	struct passdb_conf passdbs[CONFIG_MAX_PASSDBS];
+	size_t passdb_count;
 	/* [backend] */
 	struct backend backend[DG_PROTO_COUNT];
 	bool has_backend[DG_PROTO_COUNT];
@@ -71,6 +94,16 @@ struct dg_config {
 	char *ticket_signing_key;       /* absolute */
 	char *ticket_audience;
 	unsigned ticket_lifetime;       /* seconds */
+	/* [cache] */
+	unsigned cache_ttl, cache_negative_ttl;   /* seconds */
+	unsigned cache_size;            /* entries; 0: no cache */
+	/* [relay]: Auth-Method none (SMTP without AUTH) */
+	char *relay_domains;            /* " dom1 dom2 ", lower case; NULL: relay nothing */
+	struct backend relay_backend;   /* has_relay_backend false: [backend] smtp */
+	bool has_relay_backend;
+	/* [external]: Auth-Method external (client certificates), external.h */
+	int external_user_from;         /* enum external_rule */
+	char *external_map_file;        /* absolute; NULL: none */
 };
 
 /* Parse and check `path`; on error fills err and returns -1 (cfg is then

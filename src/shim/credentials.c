@@ -87,6 +87,17 @@ bool credentials_user_ok(const struct credentials *cred, const char *user,
 	return true;
 }
 
+bool credentials_method_ok(const struct credentials *cred,
+			   enum authhttp_method method, const char **why_r)
+{
+	if (cred->mode == CRED_MODE_PASSTHROUGH && method != AUTHHTTP_METHOD_PLAIN) {
+		*why_r = "credentials mode passthrough needs the plaintext password; "
+			 "use ticket or master for this method";
+		return false;
+	}
+	return true;
+}
+
 static int respond_master(const struct credentials *cred,
 			  struct authhttp_response *resp, const char *server_ip,
 			  const char *port, const char *user, size_t user_len)

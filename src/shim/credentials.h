@@ -55,6 +55,12 @@ void credentials_clear(struct credentials *cred);
 bool credentials_user_ok(const struct credentials *cred, const char *user,
 			 size_t user_len, const char **why_r);
 
+/* False (with a reason) if this mode cannot log in after this method:
+   passthrough needs the client's plaintext password, which nginx does not
+   have after APOP or CRAM-MD5. */
+bool credentials_method_ok(const struct credentials *cred,
+			   enum authhttp_method method, const char **why_r);
+
 /* Build the success response for a verified login. -1 with *why_r on
    failure (out of memory, ticket not representable). */
 int credentials_respond(const struct credentials *cred,

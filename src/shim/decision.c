@@ -1,6 +1,7 @@
 #include "decision.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <netinet/in.h>
 #include <sodium.h>
 #include <stdbool.h>
@@ -10,6 +11,8 @@
 #include <strings.h>
 #include <time.h>
 
+#include "cache.h"
+#include "external.h"
 #include "schemes.h"
 #include "session.h"
 
@@ -35,6 +38,18 @@ struct decision {
 	const char *mode;               /* credentials used, for the log */
 	struct authhttp_response resp;
 
+	/* verified-login cache */
+	const char *cache_state;        /* hit | miss | off; NULL: not consulted */
+	unsigned char cache_key[CACHE_KEY_BYTES];
+	bool unknown_user;              /* verifying against rt->dummy_hash */
+	bool no_password;               /* empty password field: the dummy, too */
+
+	/* the dovecot passdb (passdb_dovecot.c) verifies instead of a worker */
+	bool remote;
+	char *remote_user;              /* its user= (may rename); NULL: as sent */
+	char *remote_host;              /* its host=/port=, kept for routing later */
+	int remote_port;
+
 	/* handed to a hash worker: written before submit, read back after */
 	char *stored;
 	const char *default_scheme;
@@ -50,7 +65,8 @@ static enum dg_proto reply_proto(const struct decision *d)
 
 static void set_detail(struct decision *d, const char *detail)
 {
-	snprintf(d->detail, sizeof(d->detail), "%s", detail != NULL ? detail : "");
+	snprintf(d->detail, sizeof(d->detail), "%.*s", (int)sizeof(d->detail) - 1,
+		 detail != NULL ? detail : "");
 }
 
 /* Wrong user or password, or credentials we refuse: the client may retry. */
@@ -72,11 +88,11 @@ static void outcome_error(struct decision *d, const char *reason, const char *de
 	authhttp_response_tempfail(&d->resp, reply_proto(d), with_wait);
 }
 
-static void outcome_unsupported(struct decision *d)
+static void outcome_unsupported(struct decision *d, const char *detail)
 {
 	d->result = "error";
 	d->reason = "unsupported_method";
-	set_detail(d, NULL);
+	set_detail(d, detail);
 	authhttp_response_unsupported(&d->resp, reply_proto(d));
 }
 
@@ -121,6 +137,7 @@ static void log_decision(struct decision *d)
 		kv_addf(&kv, "attempt", "%lu", r->attempt);
 	else
 		kv_add(&kv, "attempt", NULL);
+	kv_add(&kv, "cache", d->cache_state);
 	kv_addf(&kv, "duration_ms", "%.1f", elapsed_ms(&d->start));
 	dglog(d->log, ok || strcmp(d->result, "fail") == 0 ? LOG_INFO : LOG_WARNING,
 	      "%s", kv_str(&kv));
@@ -152,6 +169,8 @@ static void finish(struct decision *d)
 	d->reply(d->reply_ctx, &d->resp);
 	authhttp_response_clear(&d->resp);
 	authhttp_request_clear(&d->req);
+	free(d->remote_user);
+	free(d->remote_host);
 	if (d->stored != NULL) {
 		sodium_memzero(d->stored, strlen(d->stored));
 		free(d->stored);
@@ -162,14 +181,29 @@ static void finish(struct decision *d)
 
 /* ---- password verification ------------------------------------------------ */
 
-/* Worker thread: reads only d->stored, d->default_scheme, d->req.pass. */
+/* Worker thread: reads only d->stored, d->default_scheme and d->req. */
 static void verify_work(void *arg)
 {
 	struct decision *d = arg;
+	const struct authhttp_request *r = &d->req;
 
 	d->verify_error = NULL;
-	d->verified = scheme_verify(d->stored, d->default_scheme, d->req.pass,
-				    d->req.pass_len, &d->verify_error);
+	switch (r->method) {
+	case AUTHHTTP_METHOD_APOP:
+		d->verified = scheme_verify_apop(d->stored, d->default_scheme, r->salt,
+						 r->salt_len, r->pass, r->pass_len,
+						 &d->verify_error);
+		break;
+	case AUTHHTTP_METHOD_CRAM_MD5:
+		d->verified = scheme_verify_cram_md5(d->stored, d->default_scheme, r->salt,
+						     r->salt_len, r->pass, r->pass_len,
+						     &d->verify_error);
+		break;
+	default:
+		d->verified = scheme_verify(d->stored, d->default_scheme, r->pass,
+					    r->pass_len, &d->verify_error);
+		break;
+	}
 }
 
 static void respond_verified(struct decision *d)
@@ -177,7 +211,8 @@ static void respond_verified(struct decision *d)
 	const struct credentials *cred = &d->rt->cred;
 	const struct authhttp_request *r = &d->req;
 	const struct cred_login login = {
-		.user = r->user, .user_len = r->user_len,
+		.user = d->remote_user != NULL ? d->remote_user : r->user,
+		.user_len = d->remote_user != NULL ? strlen(d->remote_user) : r->user_len,
 		.pass = r->pass, .pass_len = r->pass_len,
 		.session = d->session, .proto = r->proto,
 		.rip = d->rip, .rport = d->rport,
@@ -194,12 +229,29 @@ static void respond_verified(struct decision *d)
 	outcome_ok(d, cred_mode_name(cred->mode));
 }
 
-/* Event loop thread. */
-static void verify_done(void *arg)
+static time_t monotonic_seconds(void)
 {
-	struct decision *d = arg;
-	char detail[160];
+	struct timespec now;
 
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return now.tv_sec;
+}
+
+/* The outcome of a verification, fresh or cached. */
+static void conclude(struct decision *d)
+{
+	char detail[160];
+	const char *why = d->verify_error != NULL ? d->verify_error : "unusable";
+
+	if (d->unknown_user) {
+		outcome_fail(d, "unknown_user", NULL);
+		return;
+	}
+	if (d->no_password) {
+		/* as Dovecot: an empty password field never matches */
+		outcome_fail(d, "bad_password", "no password set");
+		return;
+	}
 	switch (d->verified) {
 	case SCHEME_OK:
 		respond_verified(d);
@@ -208,19 +260,163 @@ static void verify_done(void *arg)
 		outcome_fail(d, "bad_password", NULL);
 		break;
 	case SCHEME_UNKNOWN:
+		/* e.g. a SHA512-CRYPT user trying CRAM-MD5: the user's problem,
+		   not a temporary one, so the client gets the usual answer */
+		if (AUTHHTTP_METHOD_HAS_SALT(d->req.method)) {
+			outcome_fail(d, "bad_scheme_for_method", why);
+			break;
+		}
+		/* fall through */
 	case SCHEME_MALFORMED:
 	default:
-		snprintf(detail, sizeof(detail), "stored password: %s",
-			 d->verify_error != NULL ? d->verify_error : "unusable");
+		snprintf(detail, sizeof(detail), "stored password: %s", why);
 		outcome_error(d, "temp_fail", detail, true);
+		break;
+	}
+}
+
+/* Only definite answers are cached; a broken stored password stays loud. */
+static void remember(struct decision *d)
+{
+	if (d->cache_state == NULL || strcmp(d->cache_state, "miss") != 0)
+		return;
+	if (d->verified == SCHEME_OK || d->verified == SCHEME_MISMATCH)
+		cache_put(d->rt->cache, d->cache_key, d->verified == SCHEME_OK,
+			  monotonic_seconds());
+}
+
+/* Event loop thread. */
+static void verify_done(void *arg)
+{
+	struct decision *d = arg;
+
+	remember(d);
+	conclude(d);
+	finish(d);
+}
+
+/* The key covers everything the verification depends on, the stored
+   password included: a users file reloaded with a new password (or a user
+   now unknown, verified against the dummy) can never hit an old entry. */
+static void make_cache_key(struct decision *d)
+{
+	const struct authhttp_request *r = &d->req;
+	const char *parts[] = { r->method_name, r->user, r->pass, r->salt, d->stored };
+	size_t lens[] = {
+		r->method_name != NULL ? strlen(r->method_name) : 0, r->user_len,
+		r->pass_len, r->salt_len, strlen(d->stored),
+	};
+
+	cache_key(d->rt->cache, parts, lens, 5, d->cache_key);
+}
+
+/* True when the cache answered (the decision is complete but not finished). */
+static bool answer_from_cache(struct decision *d)
+{
+	enum cache_result hit;
+
+	if (d->rt->cache == NULL) {
+		d->cache_state = "off";
+		return false;
+	}
+	make_cache_key(d);
+	hit = cache_get(d->rt->cache, d->cache_key, monotonic_seconds());
+	if (hit == CACHE_MISS) {
+		d->cache_state = "miss";
+		return false;
+	}
+	d->cache_state = "hit";
+	d->verified = hit == CACHE_HIT_OK ? SCHEME_OK : SCHEME_MISMATCH;
+	conclude(d);
+	return true;
+}
+
+/* ---- the dovecot passdb ----------------------------------------------------- */
+
+/* The service Dovecot's passdb conditions see for a direct login to its own
+   imap-login, pop3-login and submission-login (nginx says "smtp"). */
+static const char *dovecot_service(enum dg_proto proto)
+{
+	switch (proto) {
+	case DG_PROTO_POP3: return "pop3";
+	case DG_PROTO_SMTP: return "submission";
+	default: return "imap";
+	}
+}
+
+static int keep_string(char **field, const char *value)
+{
+	if (value == NULL)
+		return 0;
+	*field = strdup(value);
+	return *field != NULL ? 0 : -1;
+}
+
+static void remote_done(void *ctx, const struct pdc_result *res)
+{
+	struct decision *d = ctx;
+	char detail[160];
+
+	switch (res->status) {
+	case PDC_OK:
+		if (keep_string(&d->remote_user, res->user) < 0 ||
+		    keep_string(&d->remote_host, res->host) < 0)
+			outcome_error(d, "temp_fail", "out of memory", true);
+		else if (res->nologin && !res->proxy)
+			/* Dovecot would refuse the login itself, with reason= */
+			outcome_fail(d, "nologin", res->reason);
+		else {
+			d->remote_port = res->port;
+			respond_verified(d);
+		}
+		break;
+	case PDC_FAIL:
+		/* Dovecot does not say whether the user exists */
+		snprintf(detail, sizeof(detail), "dovecot auth: FAIL%s%s",
+			 res->code != NULL ? " code=" : "", res->code != NULL ? res->code : "");
+		outcome_fail(d, "bad_credentials", detail);
+		break;
+	case PDC_TEMP:
+	default:
+		outcome_error(d, "temp_fail", res->detail, true);
 		break;
 	}
 	finish(d);
 }
 
+/* Only PLAIN can be forwarded: Dovecot checks APOP and CRAM-MD5 answers only
+   against challenges it made itself, not nginx's. */
+static void ask_dovecot(struct decision *d)
+{
+	const struct authhttp_request *r = &d->req;
+	struct pdc_auth a = {
+		.service = dovecot_service(r->proto), .rip = d->rip,
+		.session = d->session, .secured = d->tls,
+		.no_penalty = passdb_remote_no_penalty(d->rt->passdb),
+		.user = r->user, .user_len = r->user_len,
+		.pass = r->pass, .pass_len = r->pass_len,
+	};
+
+	if (r->method != AUTHHTTP_METHOD_PLAIN) {
+		outcome_unsupported(d, "the dovecot passdb checks plain passwords only: "
+				    "Dovecot accepts only its own apop/cram-md5 challenges");
+		finish(d);
+		return;
+	}
+	passdb_remote_auth(d->rt->passdb, &a, remote_done, d);
+}
+
 static void verify(struct decision *d, struct workers *workers)
 {
+	if (d->remote) {
+		ask_dovecot(d);
+		return;
+	}
 	d->default_scheme = passdb_default_scheme(d->rt->passdb);
+	if (answer_from_cache(d)) {
+		finish(d);
+		return;
+	}
 	if (workers == NULL) {
 		verify_work(d);
 		verify_done(d);
@@ -240,6 +436,7 @@ static bool check_request(struct decision *d, const struct authhttp_pair *pairs,
 {
 	const struct runtime *rt = d->rt;
 	const struct authhttp_request *r = &d->req;
+	const char *why;
 
 	if (!authhttp_secret_ok(pairs, count, rt->cfg.secret_header,
 				rt->http_secret.data, rt->http_secret.len)) {
@@ -251,7 +448,11 @@ static bool check_request(struct decision *d, const struct authhttp_pair *pairs,
 		return true;
 	}
 	if (r->method == AUTHHTTP_METHOD_OTHER) {
-		outcome_unsupported(d);
+		outcome_unsupported(d, NULL);
+		return true;
+	}
+	if (!credentials_method_ok(&rt->cred, r->method, &why)) {
+		outcome_unsupported(d, why);
 		return true;
 	}
 	if (r->status == AUTHHTTP_BAD_CREDENTIALS) {
@@ -266,13 +467,67 @@ static bool check_request(struct decision *d, const struct authhttp_pair *pairs,
 	return false;
 }
 
-/* Auth-Method none (SMTP without AUTH): route only, credentials untouched. */
+/* The domain of Auth-SMTP-To ("RCPT TO:<user@Example.org>", or just the
+   address), lower case, without a trailing dot, into out. False if none. */
+static bool recipient_domain(const char *to, char *out, size_t outlen)
+{
+	const char *lt = to != NULL ? strchr(to, '<') : NULL;
+	const char *start = lt != NULL ? lt + 1 : to, *at, *end;
+	size_t len;
+
+	if (start == NULL)
+		return false;
+	if (lt == NULL && strncasecmp(start, "RCPT TO:", 8) == 0)
+		start += 8;
+	end = start + strcspn(start, lt != NULL ? ">" : " ");
+	at = memrchr(start, '@', (size_t)(end - start));
+	if (at == NULL)
+		return false;
+	len = (size_t)(end - at - 1);
+	if (len > 0 && at[len] == '.')
+		len--;
+	if (len == 0 || len >= outlen)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		out[i] = (char)tolower((unsigned char)at[1 + i]);
+	out[len] = '\0';
+	return true;
+}
+
+/* [relay] domains is kept as " a b " (config.c): look for " domain ". */
+static bool relay_domain_listed(const struct dg_config *cfg, const char *domain)
+{
+	char needle[260];
+
+	if (cfg->relay_domains == NULL || strpbrk(domain, " ") != NULL)
+		return false;
+	snprintf(needle, sizeof(needle), " %s ", domain);
+	return strstr(cfg->relay_domains, needle) != NULL;
+}
+
+/* Auth-Method none (SMTP without AUTH): route by the recipient's domain to
+   [relay] backend (else [backend] smtp); credentials untouched and any stale
+   Auth-User/Auth-Pass ignored. nginx asks once, at the first RCPT TO: later
+   recipients go straight to the backend, which must refuse relaying itself. */
 static void route_only(struct decision *d)
 {
+	const struct dg_config *cfg = &d->rt->cfg;
+	char domain[256];
+
 	if (d->req.proto != DG_PROTO_SMTP) {
 		outcome_error(d, "bad_request", "method none is only used for smtp", false);
 		return;
 	}
+	if (!recipient_domain(d->req.smtp_to, domain, sizeof(domain)) ||
+	    !relay_domain_listed(cfg, domain)) {
+		d->result = "fail";
+		d->reason = "relay_denied";
+		set_detail(d, d->req.smtp_to != NULL ? d->req.smtp_to : "no Auth-SMTP-To");
+		authhttp_response_relay_denied(&d->resp);
+		return;
+	}
+	if (cfg->has_relay_backend)
+		d->backend = &cfg->relay_backend;
 	if (authhttp_response_ok(&d->resp, d->backend->ip, d->backend->port_text,
 				 NULL, 0, NULL, 0) < 0) {
 		authhttp_response_clear(&d->resp);
@@ -298,17 +553,98 @@ static bool look_up_user(struct decision *d)
 		outcome_error(d, "temp_fail", "users file not loaded", true);
 		return true;
 	case PASSDB_NOT_FOUND:
-		outcome_fail(d, "unknown_user", NULL);
-		return true;
+		/* verified anyway, against the dummy: same cost as a wrong password */
+		d->unknown_user = true;
+		d->stored = strdup(d->rt->dummy_hash);
+		if (d->stored == NULL) {
+			outcome_error(d, "temp_fail", "out of memory", true);
+			return true;
+		}
+		return false;
+	case PASSDB_REMOTE:
+		d->remote = true;
+		return false;
 	case PASSDB_FOUND:
 		break;
 	}
 	if (d->stored[0] == '\0') {
-		/* as Dovecot: an empty password field never matches */
-		outcome_fail(d, "bad_password", "no password set");
-		return true;
+		/* never matches, but costs as much as a wrong password */
+		free(d->stored);
+		d->no_password = true;
+		d->stored = strdup(d->rt->dummy_hash);
+		if (d->stored == NULL) {
+			outcome_error(d, "temp_fail", "out of memory", true);
+			return true;
+		}
 	}
 	return false;
+}
+
+/* ---- external: a verified client certificate, no password -------------- */
+
+/* The certificate's user replaces Auth-User (the client's optional
+   authorization id, which must then name the same user). */
+static bool take_certificate_user(struct decision *d)
+{
+	struct authhttp_request *r = &d->req;
+	const struct external_cert cert = {
+		.pem = r->ssl_cert, .pem_len = r->ssl_cert_len,
+		.subject = r->ssl_subject, .fingerprint = r->ssl_fingerprint,
+	};
+	char user[AUTHHTTP_USER_MAX + 1], *copy;
+	const char *why;
+
+	if (r->ssl_verify == NULL || strcmp(r->ssl_verify, "SUCCESS") != 0) {
+		outcome_fail(d, "bad_certificate", r->ssl_verify != NULL ? r->ssl_verify :
+			     "no verified client certificate (Auth-SSL-Verify)");
+		return false;
+	}
+	if (external_user(d->rt->cfg.external_user_from, d->rt->external_map, &cert,
+			  user, sizeof(user), &why) < 0) {
+		outcome_fail(d, "bad_certificate", why);
+		return false;
+	}
+	if (r->user != NULL && r->user_len > 0 &&
+	    (r->user_len != strlen(user) || memcmp(r->user, user, r->user_len) != 0)) {
+		outcome_fail(d, "authzid_mismatch", user);
+		return false;
+	}
+	if ((copy = strdup(user)) == NULL) {
+		outcome_error(d, "temp_fail", "out of memory", true);
+		return false;
+	}
+	free(r->user);
+	r->user = copy;
+	r->user_len = strlen(copy);
+	return true;
+}
+
+/* nginx verified the certificate; the user it names must exist. */
+static void external_login(struct decision *d)
+{
+	const char *why;
+
+	if (!take_certificate_user(d))
+		return;
+	if (!credentials_user_ok(&d->rt->cred, d->req.user, d->req.user_len, &why)) {
+		outcome_fail(d, "bad_request", why);
+		return;
+	}
+	passdb_refresh(d->rt->passdb, d->log);
+	switch (passdb_lookup(d->rt->passdb, d->req.user, &d->stored)) {
+	case PASSDB_FOUND:
+		respond_verified(d);
+		return;
+	case PASSDB_NOT_FOUND:
+		outcome_fail(d, "unknown_user", "certificate user not in the passdb");
+		return;
+	case PASSDB_REMOTE:
+		outcome_fail(d, "unknown_user", "certificate users must be in a users file");
+		return;
+	case PASSDB_UNAVAILABLE:
+		outcome_error(d, "temp_fail", "users file not loaded", true);
+		return;
+	}
 }
 
 /* ---- client facts for tickets ---------------------------------------------- */
@@ -397,6 +733,9 @@ void decision_run(const struct decision_env *env, const struct authhttp_pair *pa
 		finish(d);
 	else if (d->req.method == AUTHHTTP_METHOD_NONE) {
 		route_only(d);
+		finish(d);
+	} else if (d->req.method == AUTHHTTP_METHOD_EXTERNAL) {
+		external_login(d);
 		finish(d);
 	} else if (look_up_user(d))
 		finish(d);

@@ -4,17 +4,24 @@ noinst_LIBRARIES += src/shim/libdgshim.a
 src_shim_libdgshim_a_SOURCES = \
 	src/shim/authhttp.c src/shim/authhttp.h \
 	src/shim/backend.c src/shim/backend.h \
+	src/shim/cache.c src/shim/cache.h \
 	src/shim/config.c src/shim/config.h \
 	src/shim/credentials.c src/shim/credentials.h \
 	src/shim/decision.c src/shim/decision.h \
+	src/shim/external.c src/shim/external.h \
+	src/shim/health.c src/shim/health.h \
 	src/shim/log.c src/shim/log.h \
 	src/shim/passdb.c src/shim/passdb.h \
+	src/shim/passdb_dovecot.c src/shim/passdb_dovecot.h \
+	src/shim/passdb_file.c src/shim/passdb_file.h \
+	src/shim/penalty.c src/shim/penalty.h \
+	src/shim/route.c src/shim/route.h \
 	src/shim/runtime.c src/shim/runtime.h \
 	src/shim/secret.c src/shim/secret.h \
 	src/shim/server.c src/shim/server.h \
 	src/shim/session.c src/shim/session.h \
 	src/shim/workers.c src/shim/workers.h
-DG_SHIM_CFLAGS = $(AM_CFLAGS) $(LIBEVENT_CFLAGS) $(SODIUM_CFLAGS) $(INIH_CFLAGS) \
+DG_SHIM_CFLAGS = $(AM_CFLAGS) $(LIBEVENT_CFLAGS) $(SODIUM_CFLAGS) $(INIH_CFLAGS) $(OPENSSL_CFLAGS) \
 	-DSYSCONFDIR='"$(sysconfdir)"' -DDG_VERSION='"$(PACKAGE_VERSION)"'
 src_shim_libdgshim_a_CFLAGS = $(DG_SHIM_CFLAGS)
 # libdgshim.a first, then what it needs

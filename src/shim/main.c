@@ -150,6 +150,13 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 		      "configuration: %s", err);
 		return;
 	}
+	if (passdb_attach(rt->passdb, app->base, &app->log,
+			  server_runtime(app->server)->passdb, err, sizeof(err)) < 0) {
+		dglog(&app->log, LOG_ERR, "reload failed, keeping the running "
+		      "configuration: %s", err);
+		runtime_unref(rt);
+		return;
+	}
 	warn_restart_only(app, &server_runtime(app->server)->cfg, &rt->cfg);
 	server_set_runtime(app->server, rt);
 	dglog_set_target(&app->log, rt->cfg.log_target);
@@ -251,7 +258,9 @@ static int run(struct app *app)
 		return 1;
 	}
 	dglog_set_target(&app->log, rt->cfg.log_target);
-	if (start(app, rt, err, sizeof(err)) < 0) {
+	/* Dovecot is connected after dropping privileges, like every reconnect */
+	if (start(app, rt, err, sizeof(err)) < 0 ||
+	    passdb_attach(rt->passdb, app->base, &app->log, NULL, err, sizeof(err)) < 0) {
 		dglog(&app->log, LOG_ERR, "%s", err);
 	} else {
 		dglog(&app->log, LOG_INFO, "dovegate-auth " DG_VERSION " listening on %s, "

@@ -1,179 +1,161 @@
 #include "passdb.h"
 
-#include <errno.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
+#include <strings.h>
 
-#include "passwd_file.h"
+#include "passdb_file.h"
 
-/* What identifies a version of the file. */
-struct file_sig {
-	bool valid;
-	dev_t dev;
-	ino_t ino;
-	off_t size;
-	struct timespec mtime;
+struct source {
+	const char *name;               /* points into the config */
+	struct passdb_file_src *file;   /* passwd-file; NULL for dovecot */
+	/* dovecot */
+	char *socket;
+	unsigned timeout;
+	bool no_penalty;
+	struct pdc_client *client;      /* NULL until attached */
 };
 
 struct passdb {
-	char *path;
-	char *default_scheme;
-	struct passwd_file *pf;         /* last good version; NULL if none */
-	struct file_sig loaded;         /* version in pf */
-	struct file_sig failed;         /* last version that failed to load */
-	char last_error[512];           /* last error logged, to log it once */
-	struct timespec last_check;
+	const char *default_scheme;     /* [passdb]'s; owned by the config */
+	struct source src[CONFIG_MAX_PASSDBS + 1];
+	size_t count;
+	struct source *remote;          /* the dovecot source, always last; or NULL */
 };
 
-struct passdb *passdb_new(const char *path, const char *default_scheme)
+static int add_file(struct passdb *db, const char *name, const char *path,
+		    const char *scheme)
+{
+	struct source *s = &db->src[db->count];
+
+	s->name = name;
+	s->file = passdb_file_new(path, scheme);
+	if (s->file == NULL)
+		return -1;
+	db->count++;
+	return 0;
+}
+
+static int add_conf(struct passdb *db, const struct dg_config *cfg,
+		    const struct passdb_conf *pc)
+{
+	struct source *s = &db->src[db->count];
+
+	if (pc->driver == PASSDB_DRIVER_PASSWD_FILE)
+		return add_file(db, pc->name, pc->path, pc->default_scheme != NULL ?
+				pc->default_scheme : cfg->default_scheme);
+	s->name = pc->name;
+	s->timeout = pc->timeout;
+	s->no_penalty = pc->no_penalty;
+	s->socket = strdup(pc->socket);
+	if (s->socket == NULL)
+		return -1;
+	db->remote = s;
+	db->count++;
+	return 0;
+}
+
+/* [passdb] (when it names a file) takes its place among [passdb NAME]
+   sections by line; the config has checked that a dovecot one is last. */
+struct passdb *passdb_new(const struct dg_config *cfg)
 {
 	struct passdb *db = calloc(1, sizeof(*db));
+	bool main_done = cfg->line[CK_PASSDB_PATH] == 0;
 
 	if (db == NULL)
 		return NULL;
-	db->path = strdup(path);
-	db->default_scheme = strdup(default_scheme);
-	if (db->path == NULL || db->default_scheme == NULL) {
-		passdb_free(db);
-		return NULL;
+	db->default_scheme = cfg->default_scheme;
+	for (size_t i = 0; i <= cfg->passdb_count; i++) {
+		const struct passdb_conf *pc = i < cfg->passdb_count ? &cfg->passdbs[i] : NULL;
+
+		if (!main_done && (pc == NULL || cfg->passdb_line < pc->line)) {
+			main_done = true;
+			if (add_file(db, "passdb", cfg->passdb_path, cfg->default_scheme) < 0)
+				goto fail;
+		}
+		if (pc != NULL && add_conf(db, cfg, pc) < 0)
+			goto fail;
 	}
 	return db;
+fail:
+	passdb_free(db);
+	return NULL;
 }
 
 void passdb_free(struct passdb *db)
 {
 	if (db == NULL)
 		return;
-	passwd_file_free(db->pf);
-	free(db->path);
-	free(db->default_scheme);
-	free(db);
-}
-
-static bool sig_equal(const struct file_sig *a, const struct file_sig *b)
-{
-	return a->valid && b->valid && a->dev == b->dev && a->ino == b->ino &&
-	       a->size == b->size && a->mtime.tv_sec == b->mtime.tv_sec &&
-	       a->mtime.tv_nsec == b->mtime.tv_nsec;
-}
-
-static int file_sig_get(const char *path, struct file_sig *sig, char *err, size_t errlen)
-{
-	struct stat st;
-
-	memset(sig, 0, sizeof(*sig));
-	if (stat(path, &st) < 0) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		return -1;
+	for (size_t i = 0; i < db->count; i++) {
+		passdb_file_free(db->src[i].file);
+		pdc_client_free(db->src[i].client);
+		free(db->src[i].socket);
 	}
-	sig->valid = true;
-	sig->dev = st.st_dev;
-	sig->ino = st.st_ino;
-	sig->size = st.st_size;
-	sig->mtime = st.st_mtim;
-	return 0;
-}
-
-/* stat() before reading: if the file changes in between, the next check sees
-   a new signature and loads again. */
-static int load_version(struct passdb *db, struct file_sig *sig, struct dglog *log,
-			char *err, size_t errlen)
-{
-	struct passwd_file *pf;
-	const char *dup = NULL;
-
-	if (file_sig_get(db->path, sig, err, errlen) < 0)
-		return -1;
-	pf = passwd_file_load(db->path, err, errlen);
-	if (pf == NULL)
-		return -1;
-	passwd_file_free(db->pf);
-	db->pf = pf;
-	db->loaded = *sig;
-	if (passwd_file_duplicates(pf, &dup) > 0)
-		dglog(log, LOG_WARNING, "%s: users listed twice, the first entry wins: %s",
-		      db->path, dup != NULL ? dup : "?");
-	db->last_error[0] = '\0';
-	return 0;
+	free(db);
 }
 
 int passdb_load(struct passdb *db, struct dglog *log, char *err, size_t errlen)
 {
-	struct file_sig sig;
+	int rc = 0;
 
-	clock_gettime(CLOCK_MONOTONIC, &db->last_check);
-	if (load_version(db, &sig, log, err, errlen) == 0)
-		return 0;
-	db->failed = sig;
-	snprintf(db->last_error, sizeof(db->last_error), "%s", err);
-	return -1;
-}
+	/* every file is tried, so each gets its first load; the first error wins */
+	for (size_t i = 0; i < db->count; i++) {
+		char why[512];
 
-static bool checked_recently(struct passdb *db)
-{
-	struct timespec now;
-	long long elapsed_ms;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	elapsed_ms = (now.tv_sec - db->last_check.tv_sec) * 1000LL +
-		     (now.tv_nsec - db->last_check.tv_nsec) / 1000000;
-	if (elapsed_ms < 1000)
-		return true;
-	db->last_check = now;
-	return false;
-}
-
-static void log_failure_once(struct passdb *db, struct dglog *log, const char *err)
-{
-	if (strcmp(db->last_error, err) == 0)
-		return;
-	snprintf(db->last_error, sizeof(db->last_error), "%s", err);
-	if (db->pf != NULL)
-		dglog(log, LOG_ERR, "users file not reloaded, keeping the previous "
-		      "version (%zu users): %s", passwd_file_count(db->pf), err);
-	else
-		dglog(log, LOG_ERR, "users file unusable, logins fail temporarily: %s", err);
+		if (db->src[i].file == NULL ||
+		    passdb_file_load(db->src[i].file, log, why, sizeof(why)) == 0)
+			continue;
+		if (rc == 0)
+			snprintf(err, errlen, "%s", why);
+		rc = -1;
+	}
+	return rc;
 }
 
 void passdb_refresh(struct passdb *db, struct dglog *log)
 {
-	struct file_sig sig;
-	char err[512];
+	for (size_t i = 0; i < db->count; i++) {
+		if (db->src[i].file != NULL)
+			passdb_file_refresh(db->src[i].file, log);
+	}
+}
 
-	if (checked_recently(db))
-		return;
-	if (file_sig_get(db->path, &sig, err, sizeof(err)) < 0) {
-		log_failure_once(db, log, err);
-		return;
-	}
-	if (sig_equal(&sig, &db->loaded) || sig_equal(&sig, &db->failed))
-		return;
-	if (load_version(db, &sig, log, err, sizeof(err)) < 0) {
-		db->failed = sig;
-		log_failure_once(db, log, err);
-		return;
-	}
-	dglog(log, LOG_INFO, "users file %s reloaded: %zu users", db->path,
-	      passwd_file_count(db->pf));
+/* A stored password without "{SCHEME}" is read with its own file's default. */
+static char *with_scheme(char *stored, const char *scheme, const char *main_scheme)
+{
+	char *full;
+
+	if (stored[0] == '\0' || stored[0] == '{' || strcasecmp(scheme, main_scheme) == 0)
+		return stored;
+	if (asprintf(&full, "{%s}%s", scheme, stored) < 0)
+		full = NULL;
+	explicit_bzero(stored, strlen(stored));
+	free(stored);
+	return full;
 }
 
 enum passdb_result passdb_lookup(const struct passdb *db, const char *user,
 				 char **stored_r)
 {
-	const struct passwd_entry *e;
-
 	*stored_r = NULL;
-	if (db->pf == NULL)
-		return PASSDB_UNAVAILABLE;
-	e = passwd_file_lookup(db->pf, user);
-	if (e == NULL)
-		return PASSDB_NOT_FOUND;
-	*stored_r = strdup(e->password != NULL ? e->password : "");
-	return *stored_r != NULL ? PASSDB_FOUND : PASSDB_UNAVAILABLE;
+	for (size_t i = 0; i < db->count; i++) {
+		const struct source *s = &db->src[i];
+
+		if (s->file == NULL)
+			return PASSDB_REMOTE;
+		switch (passdb_file_lookup(s->file, user, stored_r)) {
+		case PDF_NOT_FOUND:
+			continue;
+		case PDF_UNAVAILABLE:
+			return PASSDB_UNAVAILABLE;
+		case PDF_FOUND:
+			*stored_r = with_scheme(*stored_r, passdb_file_default_scheme(s->file),
+						db->default_scheme);
+			return *stored_r != NULL ? PASSDB_FOUND : PASSDB_UNAVAILABLE;
+		}
+	}
+	return PASSDB_NOT_FOUND;
 }
 
 const char *passdb_default_scheme(const struct passdb *db)
@@ -183,5 +165,52 @@ const char *passdb_default_scheme(const struct passdb *db)
 
 size_t passdb_user_count(const struct passdb *db)
 {
-	return db->pf != NULL ? passwd_file_count(db->pf) : 0;
+	size_t n = 0;
+
+	for (size_t i = 0; i < db->count; i++) {
+		if (db->src[i].file != NULL)
+			n += passdb_file_user_count(db->src[i].file);
+	}
+	return n;
+}
+
+const char *passdb_remote_name(const struct passdb *db)
+{
+	return db->remote != NULL ? db->remote->name : "-";
+}
+
+bool passdb_remote_no_penalty(const struct passdb *db)
+{
+	return db->remote != NULL && db->remote->no_penalty;
+}
+
+int passdb_attach(struct passdb *db, struct event_base *base, struct dglog *log,
+		  const struct passdb *prev, char *err, size_t errlen)
+{
+	struct source *s = db->remote;
+
+	if (s == NULL || s->client != NULL)
+		return 0;
+	if (prev != NULL && prev->remote != NULL && prev->remote->client != NULL &&
+	    strcmp(prev->remote->socket, s->socket) == 0) {
+		s->client = pdc_client_share(prev->remote->client, s->timeout);
+		return 0;
+	}
+	s->client = pdc_client_new(base, s->socket, s->timeout, log, err, errlen);
+	return s->client != NULL ? 0 : -1;
+}
+
+void passdb_remote_auth(struct passdb *db, struct pdc_auth *a,
+			pdc_done_fn *done, void *ctx)
+{
+	struct pdc_result res;
+
+	if (db->remote != NULL && db->remote->client != NULL) {
+		pdc_client_auth(db->remote->client, a, done, ctx);
+		return;
+	}
+	memset(&res, 0, sizeof(res));
+	res.status = PDC_TEMP;
+	res.detail = "dovecot auth: not connected";
+	done(ctx, &res);
 }

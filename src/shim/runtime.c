@@ -1,8 +1,11 @@
 #include "runtime.h"
 
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "schemes.h"
 
 static int load_secret(struct runtime *rt, struct dglog *log, char *err, size_t errlen)
 {
@@ -25,7 +28,7 @@ static int load_passdb(struct runtime *rt, bool strict, struct dglog *log,
 {
 	char why[512];
 
-	rt->passdb = passdb_new(rt->cfg.passdb_path, rt->cfg.default_scheme);
+	rt->passdb = passdb_new(&rt->cfg);
 	if (rt->passdb == NULL) {
 		snprintf(err, errlen, "%s: out of memory", rt->cfg.path);
 		return -1;
@@ -41,8 +44,69 @@ static int load_passdb(struct runtime *rt, bool strict, struct dglog *log,
 	return -1;
 }
 
+/* Unknown users are verified against this hash so that they are not
+   answered faster than a wrong password. Its scheme: [passdb] default_scheme
+   when the config sets it, else SHA512-CRYPT (what `dovegate pw` and most
+   Dovecot installations store), at the scheme's default cost: the cost of a
+   typical users file entry. Made at load time, so a slow scheme (ARGON2ID)
+   costs start-up/reload time once, not the event loop per request. */
+static int make_dummy_hash(struct runtime *rt, char *err, size_t errlen)
+{
+	const char *scheme = rt->cfg.line[CK_DEFAULT_SCHEME] != 0 ?
+			     rt->cfg.default_scheme : "SHA512-CRYPT";
+	unsigned char random[24];
+	char password[sizeof(random) * 2 + 1];
+	const char *why = "unknown error";
+
+	randombytes_buf(random, sizeof(random));
+	sodium_bin2hex(password, sizeof(password), random, sizeof(random));
+	rt->dummy_hash = scheme_hash(scheme, password, strlen(password), &why);
+	sodium_memzero(password, sizeof(password));
+	if (rt->dummy_hash == NULL) {
+		snprintf(err, errlen, "%s: cannot hash with %s: %s", rt->cfg.path, scheme, why);
+		return -1;
+	}
+	return 0;
+}
+
+static int make_cache(struct runtime *rt, char *err, size_t errlen)
+{
+	if (rt->cfg.cache_size == 0)
+		return 0;
+	rt->cache = cache_new(rt->cfg.cache_size, rt->cfg.cache_ttl,
+			      rt->cfg.cache_negative_ttl);
+	if (rt->cache == NULL) {
+		snprintf(err, errlen, "%s: out of memory for the cache", rt->cfg.path);
+		return -1;
+	}
+	return 0;
+}
+
+/* Read with the config: a changed map takes effect on reload (SIGHUP). */
+static int load_external_map(struct runtime *rt, char *err, size_t errlen)
+{
+	char why[512];
+
+	if (rt->cfg.external_user_from != EXTERNAL_MAP)
+		return 0;
+	if (rt->cfg.external_map_file == NULL) {
+		config_key_error(&rt->cfg, CK_EXTERNAL_USER_FROM, err, errlen,
+				 "user_from = map needs [external] map_file");
+		return -1;
+	}
+	rt->external_map = external_map_load(rt->cfg.external_map_file, why, sizeof(why));
+	if (rt->external_map == NULL) {
+		config_key_error(&rt->cfg, CK_EXTERNAL_MAP_FILE, err, errlen, "map_file %s", why);
+		return -1;
+	}
+	return 0;
+}
+
 static void runtime_free(struct runtime *rt)
 {
+	external_map_free(rt->external_map);
+	cache_free(rt->cache);
+	free(rt->dummy_hash);
 	passdb_free(rt->passdb);
 	credentials_clear(&rt->cred);
 	secret_clear(&rt->http_secret);
@@ -66,7 +130,9 @@ struct runtime *runtime_load(const char *config_path, bool strict,
 	}
 	if (load_secret(rt, log, err, errlen) < 0 ||
 	    credentials_init(&rt->cred, &rt->cfg, err, errlen) < 0 ||
-	    load_passdb(rt, strict, log, err, errlen) < 0) {
+	    load_passdb(rt, strict, log, err, errlen) < 0 ||
+	    make_dummy_hash(rt, err, errlen) < 0 || make_cache(rt, err, errlen) < 0 ||
+	    load_external_map(rt, err, errlen) < 0) {
 		runtime_free(rt);
 		return NULL;
 	}

@@ -10,7 +10,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "cache.h"
 #include "config.h"
+#include "external.h"
 #include "credentials.h"
 #include "log.h"
 #include "passdb.h"
@@ -22,6 +24,14 @@ struct runtime {
 	struct secret http_secret;
 	struct credentials cred;
 	struct passdb *passdb;
+	/* Verified logins (NULL: [cache] size = 0). Built with the runtime, so a
+	   reload starts empty; mutated on the loop thread only. */
+	struct cache *cache;
+	/* Hash of a random password that unknown users are verified against, so
+	   that they cost as much as a wrong password (see runtime.c). */
+	char *dummy_hash;
+	/* [external] map_file, read with the config (NULL: no map) */
+	struct external_map *external_map;
 };
 
 /* strict: an unusable users file is an error (config test, reload).

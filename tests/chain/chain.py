@@ -123,13 +123,23 @@ class Chain:
     """Starts and stops the three daemons; `env` holds endpoints.env's values."""
 
     def __init__(self, state_dir, build_dir, users=DEMO_USERS, dovecot_pre="", dovecot_post="",
-                 credentials="ticket"):
+                 credentials="ticket", passdb="file", imap_auth="plain login",
+                 pop3_auth="plain"):
         """dovecot_pre/dovecot_post: extra Dovecot settings for a test, placed
         before the dovegate snippet (e.g. a passdb that must come first) and
         at the end (later settings override earlier ones). credentials:
-        dovegate-auth's mode, "ticket" (its default) or "master"."""
+        dovegate-auth's mode, "ticket" (its default) or "master". passdb:
+        "file" (dovegate-auth reads the users file) or "dovecot-unix" /
+        "dovecot-tcp": dovegate-auth's [passdb] is its own, initially empty,
+        etc/users-local (tests may write it) followed by [passdb dovecot], a
+        client of this Dovecot's auth-client listener (unix or TCP).
+        imap_auth/pop3_auth: nginx's imap_auth/pop3_auth methods (adding
+        cram-md5 or apop only makes sense for users stored as PLAIN)."""
+        self.imap_auth = imap_auth
+        self.pop3_auth = pop3_auth
         self.state = os.path.abspath(state_dir)
         self.credentials = credentials
+        self.passdb = passdb
         self.dovecot_pre = dovecot_pre
         self.dovecot_post = dovecot_post
         self.build = os.path.abspath(build_dir)
@@ -157,7 +167,7 @@ class Chain:
         # Mail processes may not run as root: Debian's "mail" system user owns the mail.
         mail = pwd.getpwnam("mail")
         os.chown(self.path("mail"), mail.pw_uid, mail.pw_gid)
-        ports = free_ports(9)
+        ports = free_ports(12)
         v = {
             "STATE_DIR": self.state,
             "BUILD_DIR": self.build,
@@ -173,6 +183,10 @@ class Chain:
             "DOVECOT_PROXY_POP3_PORT": ports[6],
             "DOVECOT_PROXY_SUBMISSION_PORT": ports[7],
             "SUBMISSION_RELAY_PORT": ports[8],
+            "NGINX_SMTP_PORT": ports[9],  # MX: SMTP without AUTH (Auth-Method none)
+            "RELAY_DOMAINS": "example.org",
+            "IMAP_AUTH_METHODS": self.imap_auth,
+            "POP3_AUTH_METHODS": self.pop3_auth,
             "MAIL_UID": mail.pw_uid,
             "MAIL_GID": mail.pw_gid,
             "AUTH_HTTP_SECRET_HEADER": SECRET_HEADER,
@@ -195,7 +209,21 @@ class Chain:
             "DOVECOT_EXTRA_PRE": self.dovecot_pre,
             "DOVECOT_EXTRA_POST": self.dovecot_post,
             "LMTP_SOCKET": self.path("dovecot-base", "lmtp"),
+            "AUTH_USERS_FILE": self.path("etc", "users"),
+            "AUTH_PASSDB_EXTRA": "",
+            "DOVECOT_AUTH_CLIENT_PORT": ports[10],
+            # IMAP over TLS with client certificates (AUTHENTICATE EXTERNAL)
+            "NGINX_IMAPS_PORT": ports[11],
+            "TLS_CA": self.path("etc", "tls", "ca.crt"),
+            "TLS_CERT": self.path("etc", "tls", "server.crt"),
+            "TLS_KEY": self.path("etc", "tls", "server.key"),
+            "TLS_CLIENT_CA": self.path("etc", "tls", "ca.crt"),
+            "TLS_CLIENT_CERT": self.path("etc", "tls", "client.crt"),
+            "TLS_CLIENT_KEY": self.path("etc", "tls", "client.key"),
+            "TLS_CLIENT_USER": "carol",
         }
+        if self.passdb != "file":
+            self._dovecot_passdb(v)
         v["AUTH_HTTP_URL"] = f"http://127.0.0.1:{v['AUTH_HTTP_PORT']}/auth"
         self.values = v
         for log in ("LOG_AUTH", "LOG_DOVECOT", "LOG_NGINX"):
@@ -204,7 +232,29 @@ class Chain:
         write_secret(v["HTTP_SECRET_FILE"], v["AUTH_HTTP_SECRET"])
         write_secret(v["MASTER_PASSWORD_FILE"], v["MASTER_PASSWORD"])
         self._make_ticket_keys()
+        self._make_tls_certs()
         self._render_configs()
+
+    def _dovecot_passdb(self, v):
+        """dovegate-auth asks this Dovecot's auth service (see Chain's passdb)."""
+        # the listener's name decides its type: "auth-client" is the plain
+        # SASL one (a "-login" suffix would hold replies for a master REQUEST)
+        v["DOVECOT_EXTRA_POST"] += f"""
+service auth {{
+  unix_listener auth-client {{
+    mode = 0666
+  }}
+  inet_listener auth-client {{
+    address = 127.0.0.1
+    port = {v['DOVECOT_AUTH_CLIENT_PORT']}
+  }}
+}}
+"""
+        socket_spec = {"dovecot-unix": f"unix:{self.path('dovecot-base', 'auth-client')}",
+                       "dovecot-tcp": f"tcp:127.0.0.1:{v['DOVECOT_AUTH_CLIENT_PORT']}"}[self.passdb]
+        v["AUTH_USERS_FILE"] = self.path("etc", "users-local")
+        open(v["AUTH_USERS_FILE"], "a").close()
+        v["AUTH_PASSDB_EXTRA"] = f"[passdb dovecot]\ndriver = dovecot\nsocket = {socket_spec}\ntimeout = 20\n"
 
     def hash_password(self, password, scheme):
         """Hash with our own CLI; Dovecot verifies the same file for direct logins."""
@@ -236,6 +286,36 @@ class Chain:
         with open(os.path.join(keys, f"{TICKET_KID}.pub")) as src, open(v["TICKET_KEYRING"], "w") as ring:
             ring.write(src.read())
         os.chmod(v["TICKET_KEYRING"], 0o644)
+
+    def _make_tls_certs(self):
+        """A test CA, nginx's server certificate and a client certificate whose
+        CN is TLS_CLIENT_USER (for AUTHENTICATE EXTERNAL), made with openssl."""
+        v = self.values
+        d = os.path.dirname(v["TLS_CA"])
+        os.makedirs(d, exist_ok=True)
+        if os.path.exists(v["TLS_CLIENT_CERT"]):
+            return
+
+        def openssl(*args):
+            subprocess.run(["openssl", *args], check=True, capture_output=True, text=True)
+
+        def key(path):
+            openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", path)
+
+        def signed(name, subject, ext):
+            key(f"{d}/{name}.key")
+            openssl("req", "-new", "-key", f"{d}/{name}.key", "-subj", subject, "-out", f"{d}/{name}.csr")
+            with open(f"{d}/{name}.ext", "w") as f:
+                f.write(ext)
+            openssl("x509", "-req", "-in", f"{d}/{name}.csr", "-CA", v["TLS_CA"], "-CAkey", f"{d}/ca.key",
+                    "-CAcreateserial", "-days", "30", "-extfile", f"{d}/{name}.ext", "-out", f"{d}/{name}.crt")
+
+        key(f"{d}/ca.key")
+        openssl("req", "-x509", "-new", "-key", f"{d}/ca.key", "-subj", "/O=dovegate chain/CN=chain test CA",
+                "-days", "30", "-out", v["TLS_CA"])
+        signed("server", "/CN=localhost", "subjectAltName=DNS:localhost,IP:127.0.0.1\n"
+               "extendedKeyUsage=serverAuth\n")
+        signed("client", f"/O=dovegate chain/CN={v['TLS_CLIENT_USER']}", "extendedKeyUsage=clientAuth\n")
 
     def _render_configs(self):
         v = self.values
@@ -282,6 +362,8 @@ class Chain:
             wait_for_greeting(v["NGINX_IMAP_PORT"], b"* OK", timeout, nginx, "nginx")
             wait_for_greeting(v["NGINX_POP3_PORT"], b"+OK", timeout, nginx, "nginx")
             wait_for_greeting(v["NGINX_SUBMISSION_PORT"], b"220", timeout, nginx, "nginx")
+            wait_for_greeting(v["NGINX_SMTP_PORT"], b"220", timeout, nginx, "nginx")
+            wait_for_port(v["NGINX_IMAPS_PORT"], timeout, nginx, "nginx")
         except Exception:
             self.stop()
             raise
@@ -290,7 +372,9 @@ class Chain:
 
     def _write_endpoints(self):
         v = self.values
-        keys = ["NGINX_IMAP_PORT", "NGINX_POP3_PORT", "NGINX_SUBMISSION_PORT", "AUTH_HTTP_URL",
+        keys = ["NGINX_IMAP_PORT", "NGINX_POP3_PORT", "NGINX_SUBMISSION_PORT", "NGINX_SMTP_PORT",
+                "RELAY_DOMAINS", "NGINX_IMAPS_PORT", "TLS_CA", "TLS_CLIENT_CERT", "TLS_CLIENT_KEY",
+                "TLS_CLIENT_USER", "AUTH_HTTP_URL",
                 "AUTH_HTTP_SECRET_HEADER", "AUTH_HTTP_SECRET", "DOVECOT_IMAP_PORT",
                 "DOVECOT_PROXY_IMAP_PORT", "DOVECOT_PROXY_POP3_PORT", "DOVECOT_PROXY_SUBMISSION_PORT",
                 "LOG_AUTH", "LOG_DOVECOT", "LOG_NGINX", "MASTER_USER", "CREDENTIALS_MODE",

@@ -28,6 +28,13 @@ tests_unit_test_config_CFLAGS = $(DG_SHIM_CFLAGS) $(CMOCKA_CFLAGS)
 tests_unit_test_config_LDADD = $(DG_SHIM_LIBS) $(CMOCKA_LIBS)
 TESTS += tests/unit/test_config
 
+check_PROGRAMS += tests/unit/test_cache
+tests_unit_test_cache_SOURCES = tests/unit/test_cache.c
+tests_unit_test_cache_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/src/shim
+tests_unit_test_cache_CFLAGS = $(DG_SHIM_CFLAGS) $(CMOCKA_CFLAGS)
+tests_unit_test_cache_LDADD = $(DG_SHIM_LIBS) $(CMOCKA_LIBS)
+TESTS += tests/unit/test_cache
+
 # login tickets: PASETO/PASERK vectors, claims, key files
 check_PROGRAMS += tests/unit/test_ticket
 tests_unit_test_ticket_SOURCES = tests/unit/test_ticket.c
@@ -35,5 +42,35 @@ tests_unit_test_ticket_CPPFLAGS = $(AM_CPPFLAGS) -DDG_VECTORS_DIR='"$(abs_top_sr
 tests_unit_test_ticket_CFLAGS = $(AM_CFLAGS) $(CMOCKA_CFLAGS) $(SODIUM_CFLAGS) $(JANSSON_CFLAGS)
 tests_unit_test_ticket_LDADD = $(DG_COMMON_LIBS) $(CMOCKA_LIBS)
 TESTS += tests/unit/test_ticket
+
+# the dovecot passdb: auth-client protocol lines
+check_PROGRAMS += tests/unit/test_passdb_dovecot
+tests_unit_test_passdb_dovecot_SOURCES = tests/unit/test_passdb_dovecot.c
+tests_unit_test_passdb_dovecot_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/src/shim
+tests_unit_test_passdb_dovecot_CFLAGS = $(DG_SHIM_CFLAGS) $(CMOCKA_CFLAGS)
+tests_unit_test_passdb_dovecot_LDADD = $(DG_SHIM_LIBS) $(CMOCKA_LIBS)
+TESTS += tests/unit/test_passdb_dovecot
+
+# brute-force state, backend choice (rendezvous hashing), health checks
+check_PROGRAMS += tests/unit/test_penalty
+tests_unit_test_penalty_SOURCES = tests/unit/test_penalty.c
+tests_unit_test_penalty_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/src/shim
+tests_unit_test_penalty_CFLAGS = $(DG_SHIM_CFLAGS) $(CMOCKA_CFLAGS)
+tests_unit_test_penalty_LDADD = $(DG_SHIM_LIBS) $(CMOCKA_LIBS)
+TESTS += tests/unit/test_penalty
+
+check_PROGRAMS += tests/unit/test_route
+tests_unit_test_route_SOURCES = tests/unit/test_route.c
+tests_unit_test_route_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/src/shim
+tests_unit_test_route_CFLAGS = $(DG_SHIM_CFLAGS) $(CMOCKA_CFLAGS)
+tests_unit_test_route_LDADD = $(DG_SHIM_LIBS) $(CMOCKA_LIBS) -lm
+TESTS += tests/unit/test_route
+
+check_PROGRAMS += tests/unit/test_health
+tests_unit_test_health_SOURCES = tests/unit/test_health.c
+tests_unit_test_health_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/src/shim
+tests_unit_test_health_CFLAGS = $(DG_SHIM_CFLAGS) $(CMOCKA_CFLAGS)
+tests_unit_test_health_LDADD = $(DG_SHIM_LIBS) $(CMOCKA_LIBS)
+TESTS += tests/unit/test_health
 endif
 EXTRA_DIST += tests/vectors/dovecot-pw.txt tests/vectors/paseto

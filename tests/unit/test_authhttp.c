@@ -18,6 +18,7 @@
 #include "authhttp.h"
 #include "backend.h"
 #include "decision.h"
+#include "external.h"
 #include "log.h"
 #include "runtime.h"
 #include "session.h"
@@ -307,9 +308,125 @@ static void test_parse_method_none_ignores_credentials(void **state)
 	authhttp_request_clear(&r);
 }
 
+#define APOP_SALT "<1896.697170952@dbc.mtview.ca.us>"
+
+static void test_parse_salt_methods(void **state)
+{
+	const char *methods[] = { "apop", "cram-md5" };
+	const enum authhttp_method want[] = { AUTHHTTP_METHOD_APOP, AUTHHTTP_METHOD_CRAM_MD5 };
+	struct authhttp_request r;
+	struct reqb b;
+
+	for (size_t i = 0; i < N(methods); i++) {
+		reqb_init(&b);
+		reqb_set(&b, "Auth-Method", methods[i]);
+		reqb_set(&b, "Auth-Pass", "3f18b52881e44c0cc6067f46e0ced7bc");
+		/* the line nginx writes carries its own CRLF: exactly that goes */
+		reqb_set(&b, "Auth-Salt", APOP_SALT "\r\n");
+		parse(&r, &b);
+		assert_int_equal(r.status, AUTHHTTP_OK);
+		assert_int_equal(r.method, want[i]);
+		assert_string_equal(r.salt, APOP_SALT);
+		assert_int_equal(r.salt_len, strlen(APOP_SALT));
+		assert_string_equal(r.pass, "3f18b52881e44c0cc6067f46e0ced7bc");
+		authhttp_request_clear(&r);
+
+		/* already stripped by the HTTP parser: kept whole */
+		reqb_set(&b, "Auth-Salt", APOP_SALT);
+		parse(&r, &b);
+		assert_int_equal(r.status, AUTHHTTP_OK);
+		assert_string_equal(r.salt, APOP_SALT);
+		authhttp_request_clear(&r);
+
+		/* one CRLF only */
+		reqb_set(&b, "Auth-Salt", APOP_SALT "\r\n\r\n");
+		parse(&r, &b);
+		assert_int_equal(r.status, AUTHHTTP_BAD_REQUEST);
+		authhttp_request_clear(&r);
+
+		reqb_set(&b, "Auth-Salt", "\r\n");
+		parse(&r, &b);
+		assert_int_equal(r.status, AUTHHTTP_BAD_REQUEST);
+		authhttp_request_clear(&r);
+
+		reqb_set(&b, "Auth-Salt", NULL);
+		parse(&r, &b);
+		assert_int_equal(r.status, AUTHHTTP_BAD_REQUEST);
+		assert_string_equal(r.detail, "missing Auth-Salt header");
+		authhttp_request_clear(&r);
+	}
+}
+
+static void test_parse_smtp_to(void **state)
+{
+	struct authhttp_request r;
+	struct reqb b;
+
+	reqb_init(&b);
+	reqb_set(&b, "Auth-Method", "none");
+	reqb_set(&b, "Auth-Protocol", "smtp");
+	reqb_set(&b, "Auth-SMTP-Helo", "client.example.com");
+	reqb_set(&b, "Auth-SMTP-From", "MAIL FROM:<a@example.com>");
+	reqb_set(&b, "Auth-SMTP-To", "RCPT TO:<b@example.org>");
+	parse(&r, &b);
+	assert_int_equal(r.status, AUTHHTTP_OK);
+	assert_string_equal(r.smtp_to, "RCPT TO:<b@example.org>");
+	assert_null(r.user);
+	authhttp_request_clear(&r);
+}
+
+/* A self-signed test certificate (O=Test Org, CN=alice,
+   emailAddress=alice@example.org) as nginx sends it: %XX-escaped PEM. */
+static const char cert_header[] =
+	"-----BEGIN%20CERTIFICATE-----%0AMIIB4TCCAYegAwIBAgIUbA9qx+TgnSeO4OMCv6"
+	"cDQv2MTaIwCgYIKoZIzj0EAwIw%0ARTERMA8GA1UECgwIVGVzdCBPcmcxDjAMBgNVBAMMB"
+	"WFsaWNlMSAwHgYJKoZIhvcN%0AAQkBFhFhbGljZUBleGFtcGxlLm9yZzAgFw0yNjExMjIw"
+	"NTA4MzZaGA8yMTI2MTAy%0AOTA1MDgzNlowRTERMA8GA1UECgwIVGVzdCBPcmcxDjAMBgN"
+	"VBAMMBWFsaWNlMSAw%0AHgYJKoZIhvcNAQkBFhFhbGljZUBleGFtcGxlLm9yZzBZMBMGBy"
+	"qGSM49AgEGCCqG%0ASM49AwEHA0IABOQrxHOTAksXunq5jGmKVH6imspnRDxeeoHQz82YT"
+	"jEp/6ecY+5q%0Ayl/rAfydBgTBljNe6zGkWIaZi4u8T8coMxGjUzBRMB0GA1UdDgQWBBRm"
+	"lBP9sZZw%0AhCPhIB2CmMN5EwSyCDAfBgNVHSMEGDAWgBRmlBP9sZZwhCPhIB2CmMN5EwS"
+	"yCDAP%0ABgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0gAMEUCIQD1AXrDoO1bWNK9n5"
+	"HF%0AepvCyAH7eFsmzal6US7GFT3pAwIgTragCU8QfSTbEaV2KVkz0MeeacdW3Q/S9XsM%"
+	"0Akzl/JTQ=%0A-----END%20CERTIFICATE-----%0A";
+#define CERT_SHA1 "12300dd2f228cde3bcbc4d8f538ef9455e2d19ff"
+
+static void test_parse_external(void **state)
+{
+	struct authhttp_request r;
+	struct reqb b;
+
+	reqb_init(&b);
+	reqb_set(&b, "Auth-Method", "external");
+	reqb_set(&b, "Auth-User", "");
+	reqb_set(&b, "Auth-Pass", "");
+	reqb_set(&b, "Auth-SSL", "on");
+	reqb_set(&b, "Auth-SSL-Verify", "SUCCESS");
+	reqb_set(&b, "Auth-SSL-Subject", "emailAddress=alice@example.org,CN=alice,O=Test Org");
+	reqb_set(&b, "Auth-SSL-Fingerprint", CERT_SHA1);
+	reqb_set(&b, "Auth-SSL-Cert", cert_header);
+	parse(&r, &b);
+	assert_int_equal(r.status, AUTHHTTP_OK);
+	assert_int_equal(r.method, AUTHHTTP_METHOD_EXTERNAL);
+	assert_string_equal(r.ssl_verify, "SUCCESS");
+	assert_string_equal(r.ssl_fingerprint, CERT_SHA1);
+	assert_non_null(r.ssl_cert);
+	assert_true(strncmp(r.ssl_cert, "-----BEGIN CERTIFICATE-----\n", 28) == 0);
+	assert_int_equal(r.ssl_cert_len, strlen(r.ssl_cert));
+	assert_null(strchr(r.ssl_cert, '%'));
+	assert_int_equal(r.user_len, 0);
+	authhttp_request_clear(&r);
+
+	reqb_set(&b, "Auth-SSL-Cert", "-----BEGIN%zz");
+	parse(&r, &b);
+	assert_int_equal(r.status, AUTHHTTP_BAD_REQUEST);
+	assert_string_equal(r.detail, "bad %-escape in Auth-SSL-Cert");
+	authhttp_request_clear(&r);
+}
+
 static void test_parse_other_methods(void **state)
 {
-	const char *methods[] = { "apop", "cram-md5", "external", "login", "PLAIN" };
+	const char *methods[] = { "login", "PLAIN", "APOP", "EXTERNAL" };
 	struct authhttp_request r;
 	struct reqb b;
 
@@ -578,13 +695,15 @@ static int fixture_setup(void **state)
 	write_file(fx->dir, "users",
 		   "alice:{PLAIN}secret::::::\n"
 		   "nopw:::::::\n"
-		   "odd:{NOSUCHSCHEME}x::::::\n", 0644);
+		   "odd:{NOSUCHSCHEME}x::::::\n"
+		   "hashed:{SHA256}K7gNU3sdo+OL0wNhqoVWhr3g6s1xYv72ol/pe/Unols=::::::\n", 0644);
 	write_file(fx->dir, "auth.conf",
 		   "[server]\nsecret_file = secret\n"
 		   "[passdb]\npath = users\n"
 		   "[backend]\nimap = 127.0.0.1:10143\nsmtp = [::1]:10587\n"
 		   "[credentials]\nmode = master\nmaster_user = dovegate\n"
-		   "master_password_file = master\n", 0644);
+		   "master_password_file = master\n"
+		   "[relay]\ndomains = example.org Example.NET\n", 0644);
 	snprintf(path, sizeof(path), "%s/auth.conf", fx->dir);
 	dglog_init(&fx->log);
 	fx->rt = runtime_load(path, true, &fx->log, err, sizeof(err));
@@ -655,7 +774,7 @@ static void test_decision_ok_master(void **state)
 	assert_non_null(strstr(line, " decision session="));
 	assert_non_null(strstr(line, " proto=imap method=plain user=alice rip=192.0.2.7 "
 			       "result=ok reason=- backend=127.0.0.1:10143 mode=master "
-			       "attempt=1 duration_ms="));
+			       "attempt=1 cache=miss duration_ms="));
 	assert_null(strstr(line, "secret"));
 }
 
@@ -718,12 +837,12 @@ static void test_decision_errors(void **state)
 			       "detail=\"missing Auth-Login-Attempt header\""));
 
 	reqb_init(&b);
-	reqb_set(&b, "Auth-Method", "cram-md5");
+	reqb_set(&b, "Auth-Method", "gssapi");
 	reqb_set(&b, "Auth-Protocol", "smtp");
 	line = decide(fx, &b);
 	assert_string_equal(fx->reply, "Auth-Status: Authentication method not supported\r\n"
 			    "Auth-Wait: 3\r\nAuth-Error-Code: 504 5.5.4\r\n");
-	assert_non_null(strstr(line, "method=cram-md5 user=alice"));
+	assert_non_null(strstr(line, "method=gssapi user=alice"));
 	assert_non_null(strstr(line, "result=error reason=unsupported_method"));
 
 	reqb_init(&b);
@@ -755,15 +874,264 @@ static void test_decision_route_only(void **state)
 	reqb_set(&b, "Auth-Protocol", "smtp");
 	reqb_set(&b, "Auth-User", "stale");
 	reqb_set(&b, "Auth-Pass", "stale");
+	reqb_set(&b, "Auth-SMTP-To", "RCPT TO:<someone@Example.Org.>");
 	line = decide(fx, &b);
 	assert_string_equal(fx->reply, "Auth-Status: OK\r\nAuth-Server: ::1\r\n"
 			    "Auth-Port: 10587\r\n");
 	assert_non_null(strstr(line, "method=none user=- rip=192.0.2.7 result=ok reason=- "
 			       "backend=[::1]:10587 mode=none"));
 
+	reqb_set(&b, "Auth-SMTP-To", "RCPT TO:<x@example.net> SIZE=10");
+	decide(fx, &b);
+	assert_non_null(strstr(fx->reply, "Auth-Status: OK\r\n"));
+
+	/* not ours, a sub-domain, none at all: 550 5.7.1 */
+	const char *refused[] = { "RCPT TO:<someone@example.com>", "RCPT TO:<a@sub.example.org>",
+				  "RCPT TO:<postmaster>" };
+	for (size_t i = 0; i < N(refused); i++) {
+		reqb_set(&b, "Auth-SMTP-To", refused[i]);
+		line = decide(fx, &b);
+		assert_string_equal(fx->reply, "Auth-Status: Relay access denied\r\n"
+				    "Auth-Wait: 3\r\nAuth-Error-Code: 550 5.7.1\r\n");
+		assert_non_null(strstr(line, "result=fail reason=relay_denied"));
+	}
+	reqb_set(&b, "Auth-SMTP-To", NULL);
+	line = decide(fx, &b);
+	assert_non_null(strstr(line, "result=fail reason=relay_denied"));
+
 	reqb_set(&b, "Auth-Protocol", "imap");
 	line = decide(fx, &b);
 	assert_non_null(strstr(line, "result=error reason=bad_request"));
+}
+
+static void salt_request(struct reqb *b, const char *method, const char *user,
+			 const char *response)
+{
+	reqb_init(b);
+	reqb_set(b, "Auth-Method", method);
+	reqb_set(b, "Auth-User", user);
+	reqb_set(b, "Auth-Pass", response);
+	reqb_set(b, "Auth-Salt", APOP_SALT "\r\n");
+	reqb_set(b, "Auth-Protocol", "pop3");
+}
+
+static void test_decision_apop_cram_md5(void **state)
+{
+	struct fixture *fx = *state;
+	struct reqb b;
+	const char *line;
+
+	/* RFC 1939's example challenge; MD5(salt "secret"), HMAC-MD5("secret", salt) */
+	salt_request(&b, "apop", "alice", "3f18b52881e44c0cc6067f46e0ced7bc");
+	reqb_set(&b, "Auth-Protocol", "imap");
+	line = decide(fx, &b);
+	assert_string_equal(fx->reply, "Auth-Status: OK\r\nAuth-Server: 127.0.0.1\r\n"
+			    "Auth-Port: 10143\r\nAuth-User: alice*dovegate\r\n"
+			    "Auth-Pass: m4ster\r\n");
+	assert_non_null(strstr(line, "method=apop user=alice"));
+
+	salt_request(&b, "cram-md5", "alice", "2b5d914728078fba9580a2be9ac3da72");
+	reqb_set(&b, "Auth-Protocol", "imap");
+	line = decide(fx, &b);
+	assert_non_null(strstr(line, "method=cram-md5 user=alice rip=192.0.2.7 result=ok"));
+
+	salt_request(&b, "cram-md5", "alice", "2b5d914728078fba9580a2be9ac3da73");
+	reqb_set(&b, "Auth-Protocol", "imap");
+	line = decide(fx, &b);
+	assert_non_null(strstr(line, "result=fail reason=bad_password"));
+
+	/* a hash cannot answer a challenge: the usual answer, a clear log line */
+	salt_request(&b, "cram-md5", "hashed", "2b5d914728078fba9580a2be9ac3da72");
+	reqb_set(&b, "Auth-Protocol", "smtp");
+	line = decide(fx, &b);
+	assert_string_equal(fx->reply, "Auth-Status: Invalid login or password\r\n"
+			    "Auth-Wait: 3\r\nAuth-Error-Code: 535 5.7.8\r\n");
+	assert_non_null(strstr(line, "result=fail reason=bad_scheme_for_method "
+			       "detail=\"scheme cannot serve CRAM-MD5"));
+
+	salt_request(&b, "apop", "nobody", "3f18b52881e44c0cc6067f46e0ced7bc");
+	reqb_set(&b, "Auth-Protocol", "imap");
+	line = decide(fx, &b);
+	assert_non_null(strstr(line, "result=fail reason=unknown_user"));
+
+	/* passthrough has no plaintext password to pass on */
+	fx->rt->cred.mode = CRED_MODE_PASSTHROUGH;
+	salt_request(&b, "apop", "alice", "3f18b52881e44c0cc6067f46e0ced7bc");
+	reqb_set(&b, "Auth-Protocol", "imap");
+	line = decide(fx, &b);
+	assert_non_null(strstr(line, "result=error reason=unsupported_method "
+			       "detail=\"credentials mode passthrough"));
+	fx->rt->cred.mode = CRED_MODE_MASTER;
+}
+
+static void external_request(struct reqb *b, const char *verify, const char *cert)
+{
+	reqb_init(b);
+	reqb_set(b, "Auth-Method", "external");
+	reqb_set(b, "Auth-User", "");
+	reqb_set(b, "Auth-Pass", "");
+	reqb_set(b, "Auth-SSL", "on");
+	reqb_set(b, "Auth-SSL-Verify", verify);
+	reqb_set(b, "Auth-SSL-Subject", "emailAddress=alice@example.org,CN=alice,O=Test Org");
+	reqb_set(b, "Auth-SSL-Cert", cert);
+}
+
+static void test_decision_external(void **state)
+{
+	struct fixture *fx = *state;
+	struct reqb b;
+	const char *line;
+
+	/* default rule: the commonName */
+	external_request(&b, "SUCCESS", cert_header);
+	line = decide(fx, &b);
+	assert_string_equal(fx->reply, "Auth-Status: OK\r\nAuth-Server: 127.0.0.1\r\n"
+			    "Auth-Port: 10143\r\nAuth-User: alice*dovegate\r\n"
+			    "Auth-Pass: m4ster\r\n");
+	assert_non_null(strstr(line, "method=external user=alice rip=192.0.2.7 result=ok"));
+
+	/* an authorization id naming someone else */
+	reqb_set(&b, "Auth-User", "bob");
+	line = decide(fx, &b);
+	assert_non_null(strstr(line, "result=fail reason=authzid_mismatch"));
+	reqb_set(&b, "Auth-User", "alice");
+	line = decide(fx, &b);
+	assert_non_null(strstr(line, "result=ok"));
+
+	external_request(&b, "FAILED:certificate has expired", cert_header);
+	line = decide(fx, &b);
+	assert_string_equal(fx->reply, "Auth-Status: Invalid login or password\r\nAuth-Wait: 3\r\n");
+	assert_non_null(strstr(line, "result=fail reason=bad_certificate "
+			       "detail=\"FAILED:certificate has expired\""));
+
+	/* without the certificate: the subject nginx sends */
+	external_request(&b, "SUCCESS", NULL);
+	line = decide(fx, &b);
+	assert_non_null(strstr(line, "method=external user=alice rip=192.0.2.7 result=ok"));
+	reqb_set(&b, "Auth-SSL-Subject", NULL);
+	line = decide(fx, &b);
+	assert_non_null(strstr(line, "result=fail reason=bad_certificate "
+			       "detail=\"neither Auth-SSL-Cert nor Auth-SSL-Subject\""));
+
+	/* email: alice@example.org is not in the users file */
+	fx->rt->cfg.external_user_from = EXTERNAL_EMAIL;
+	external_request(&b, "SUCCESS", cert_header);
+	line = decide(fx, &b);
+	assert_non_null(strstr(line, "user=alice@example.org rip=192.0.2.7 result=fail "
+			       "reason=unknown_user"));
+	fx->rt->cfg.external_user_from = EXTERNAL_CN;
+}
+
+static void test_external_map(void **state)
+{
+	struct fixture *fx = *state;
+	struct external_map *map;
+	struct external_cert cert = { NULL, 0, "emailAddress=alice@example.org,CN=alice,O=Test Org",
+				      NULL };
+	char path[128], err[256], user[64], *pem;
+	size_t pem_len;
+	const char *why;
+
+	snprintf(path, sizeof(path), "%s/map", fx->dir);
+	write_file(fx->dir, "map", "# subject or fingerprint, then the user\n\n"
+		   "CN=bob,O=Test Org  bob\n"
+		   "emailAddress=alice@example.org,CN=alice,O=Test Org carol\n"
+		   "12:30:0D:D2:F2:28:CD:E3:BC:BC:4D:8F:53:8E:F9:45:5E:2D:19:FF dave\n", 0644);
+	map = external_map_load(path, err, sizeof(err));
+	if (map == NULL)
+		fail_msg("%s", err);
+	assert_int_equal(external_user(EXTERNAL_MAP, map, &cert, user, sizeof(user), &why), 0);
+	assert_string_equal(user, "carol");
+	/* by fingerprint, computed from the certificate */
+	assert_int_equal(authhttp_decode(cert_header, strlen(cert_header), &pem, &pem_len), 0);
+	cert.subject = "CN=other";
+	cert.pem = pem;
+	cert.pem_len = pem_len;
+	assert_int_equal(external_user(EXTERNAL_MAP, map, &cert, user, sizeof(user), &why), 0);
+	assert_string_equal(user, "dave");
+	assert_int_equal(external_user(EXTERNAL_EMAIL, map, &cert, user, sizeof(user), &why), 0);
+	assert_string_equal(user, "alice@example.org");
+	/* a user name that does not fit */
+	assert_int_equal(external_user(EXTERNAL_EMAIL, map, &cert, user, 5, &why), -1);
+	cert.pem = NULL;
+	cert.fingerprint = "0000";
+	assert_int_equal(external_user(EXTERNAL_MAP, map, &cert, user, sizeof(user), &why), -1);
+	assert_string_equal(why, "certificate not in [external] map_file");
+	free(pem);
+	external_map_free(map);
+
+	/* RFC 2253 subjects: most specific first, escapes are part of values */
+	struct { const char *dn; enum external_rule rule; const char *user; } dns[] = {
+		{ "CN=alice,O=Test Org", EXTERNAL_CN, "alice" },
+		{ "emailAddress=a@example.org,CN=bob", EXTERNAL_EMAIL, "a@example.org" },
+		{ "CN=b\\,CN=alice,O=x", EXTERNAL_CN, "b,CN=alice" },
+		{ "cn=carol+UID=7,CN=ignored", EXTERNAL_CN, "carol" },
+		{ "CN=J\\C3\\BCrgen", EXTERNAL_CN, "J\xc3\xbcrgen" },
+		{ "O=no cn", EXTERNAL_CN, NULL },
+		{ "CN=", EXTERNAL_CN, NULL },
+		{ "CN=a\\0Ab", EXTERNAL_CN, NULL },
+		{ "CN=trailing\\", EXTERNAL_CN, NULL },
+		{ "CN=alice", EXTERNAL_EMAIL, NULL },
+	};
+	for (size_t i = 0; i < N(dns); i++) {
+		struct external_cert c = { NULL, 0, dns[i].dn, NULL };
+		int rc = external_user(dns[i].rule, NULL, &c, user, sizeof(user), &why);
+
+		if (dns[i].user == NULL) {
+			assert_int_equal(rc, -1);
+		} else {
+			assert_int_equal(rc, 0);
+			assert_string_equal(user, dns[i].user);
+		}
+	}
+
+	write_file(fx->dir, "map", "justoneword\n", 0644);
+	assert_null(external_map_load(path, err, sizeof(err)));
+	assert_non_null(strstr(err, "map:1: expected"));
+	unlink(path);
+}
+
+static void test_decision_cache(void **state)
+{
+	struct fixture *fx = *state;
+	struct reqb b;
+	const char *line;
+
+	reqb_init(&b);
+	line = decide(fx, &b);
+	assert_non_null(strstr(line, "result=ok reason=- backend=127.0.0.1:10143 mode=master "
+			       "attempt=1 cache=miss duration_ms="));
+	line = decide(fx, &b);
+	assert_non_null(strstr(line, "result=ok reason=- backend=127.0.0.1:10143 mode=master "
+			       "attempt=1 cache=hit duration_ms="));
+	assert_non_null(strstr(fx->reply, "Auth-Status: OK\r\n"));
+
+	reqb_set(&b, "Auth-Pass", "wrong");
+	line = decide(fx, &b);
+	assert_non_null(strstr(line, "reason=bad_password backend=- mode=- attempt=1 cache=miss"));
+	line = decide(fx, &b);
+	assert_non_null(strstr(line, "reason=bad_password backend=- mode=- attempt=1 cache=hit"));
+	assert_non_null(strstr(fx->reply, "Invalid login or password"));
+
+	/* unknown users go through the dummy hash and the cache like anyone */
+	reqb_set(&b, "Auth-User", "nobody");
+	line = decide(fx, &b);
+	assert_non_null(strstr(line, "reason=unknown_user backend=- mode=- attempt=1 cache=miss"));
+	line = decide(fx, &b);
+	assert_non_null(strstr(line, "reason=unknown_user backend=- mode=- attempt=1 cache=hit"));
+
+	/* temporary failures are never cached */
+	reqb_set(&b, "Auth-User", "odd");
+	line = decide(fx, &b);
+	assert_non_null(strstr(line, "reason=temp_fail"));
+	assert_non_null(strstr(line, "cache=miss"));
+	line = decide(fx, &b);
+	assert_non_null(strstr(line, "cache=miss"));
+
+	/* bad requests never reach the cache */
+	reqb_set(&b, "Auth-Login-Attempt", NULL);
+	line = decide(fx, &b);
+	assert_non_null(strstr(line, "cache=- duration_ms="));
 }
 
 static void test_decision_response_too_large(void **state)
@@ -814,6 +1182,9 @@ int main(void)
 		cmocka_unit_test(test_parse_attempt),
 		cmocka_unit_test(test_parse_method_none_ignores_credentials),
 		cmocka_unit_test(test_parse_other_methods),
+		cmocka_unit_test(test_parse_salt_methods),
+		cmocka_unit_test(test_parse_smtp_to),
+		cmocka_unit_test(test_parse_external),
 		cmocka_unit_test(test_parse_too_long),
 		cmocka_unit_test(test_secret),
 		cmocka_unit_test(test_response_ok),
@@ -829,6 +1200,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_decision_failures, fixture_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_decision_errors, fixture_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_decision_route_only, fixture_setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_decision_apop_cram_md5, fixture_setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_decision_cache, fixture_setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_decision_external, fixture_setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_external_map, fixture_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_decision_response_too_large, fixture_setup, fixture_teardown),
 	};
 

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "external.h"
 #include "credentials.h"
 #include "decision.h"
 #include "keyring.h"
@@ -219,8 +220,8 @@ static void test_unknown_section(void **state)
 	struct tmpdir *t = *state;
 	char text[2048];
 
-	snprintf(text, sizeof(text), "%s[cache]\nttl = 5\n", VALID);
-	expect_error(t, text, 23, "unknown section [cache]");
+	snprintf(text, sizeof(text), "%s[nosuch]\nttl = 5\n", VALID);
+	expect_error(t, text, 23, "unknown section [nosuch]");
 }
 
 static void test_syntax_errors(void **state)
@@ -309,6 +310,43 @@ static void test_bad_backend(void **state)
 		     "imap: not an IP literal (host names are not allowed: nginx needs an IP)");
 	expect_error(t, "[backend]\nsmtp = ::1:25\n", 2,
 		     "smtp: expected ip:port (write IPv6 as [addr]:port)");
+}
+
+/* [cache], [relay], [external]: values and their errors. */
+static void test_methods_sections(void **state)
+{
+	struct tmpdir *t = *state;
+	struct dg_config cfg;
+	char text[2048];
+
+	assert_int_equal(load(t, VALID, &cfg), 0);
+	assert_int_equal(cfg.cache_ttl, 300);
+	assert_int_equal(cfg.cache_negative_ttl, 30);
+	assert_int_equal(cfg.cache_size, 100000);
+	assert_null(cfg.relay_domains);
+	assert_int_equal(cfg.external_user_from, EXTERNAL_CN);
+	config_free(&cfg);
+
+	snprintf(text, sizeof(text), "%s[cache]\nttl = 60\nnegative_ttl = 0\nsize = 0\n"
+		 "[relay]\ndomains = Example.ORG example.net\nbackend = 127.0.0.1:25\n"
+		 "[external]\nuser_from = map\nmap_file = cert-users\n", VALID);
+	assert_int_equal(load(t, text, &cfg), 0);
+	assert_int_equal(cfg.cache_ttl, 60);
+	assert_int_equal(cfg.cache_negative_ttl, 0);
+	assert_int_equal(cfg.cache_size, 0);
+	assert_string_equal(cfg.relay_domains, " example.org example.net ");
+	assert_true(cfg.has_relay_backend);
+	assert_string_equal(cfg.relay_backend.text, "127.0.0.1:25");
+	assert_int_equal(cfg.external_user_from, EXTERNAL_MAP);
+	assert_non_null(strstr(cfg.external_map_file, "/cert-users"));
+	config_free(&cfg);
+
+	snprintf(text, sizeof(text), "%s[cache]\nsize = lots\n", VALID);
+	expect_error(t, text, 24, "size: must be a number from 0 to 10000000");
+	snprintf(text, sizeof(text), "%s[relay]\ndomains = a.org,b.org\n", VALID);
+	expect_error(t, text, 24, "domains: must be domain names separated by spaces");
+	snprintf(text, sizeof(text), "%s[external]\nuser_from = uid\n", VALID);
+	expect_error(t, text, 24, "user_from: must be cn, email or map");
 }
 
 static void test_required(void **state)
@@ -661,6 +699,7 @@ int main(void)
 		T(test_defaults),
 		T(test_unknown_key),
 		T(test_unknown_section),
+		T(test_methods_sections),
 		T(test_syntax_errors),
 		T(test_bad_listen),
 		T(test_listen_forms),

@@ -1,0 +1,506 @@
+/* Brute-force state: the delay curve, IP/user scores, repeated passwords,
+   success exemption, trusted networks, the attempt cap, decay, LRU bound,
+   reconfiguration keeping state. Time is explicit, so everything is exact. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "penalty.h"
+
+#define T0 1000
+
+static struct penalty_addr addr(const char *text)
+{
+	struct penalty_addr a;
+
+	assert_int_equal(penalty_addr_parse(text, &a), 0);
+	return a;
+}
+
+static struct penalty *new_penalty(unsigned max_attempts)
+{
+	struct penalty_config cfg;
+	const char *err = NULL;
+	struct penalty *p = penalty_new();
+
+	assert_non_null(p);
+	penalty_config_defaults(&cfg);
+	cfg.max_attempts = max_attempts;
+	assert_int_equal(penalty_configure(p, &cfg, &err), 0);
+	return p;
+}
+
+/* n failures, each with a password never used before in this program (a
+   repeated one would rightly count once). */
+static void fail_n(struct penalty *p, const char *ip, const char *user, unsigned n,
+		   int64_t now, struct penalty_decision *d)
+{
+	static unsigned long guesses;           /* test-only counter */
+	struct penalty_addr a = addr(ip);
+	char pw[32];
+
+	for (unsigned i = 0; i < n; i++) {
+		snprintf(pw, sizeof(pw), "guess-%lu", guesses++);
+		penalty_fail(p, &a, user, pw, strlen(pw), 1, now, d);
+	}
+}
+
+static void test_curve(void **state)
+{
+	static const unsigned want[] = { 0, 1, 2, 4, 8, 15, 15, 15 };
+
+	for (unsigned s = 0; s < sizeof(want) / sizeof(want[0]); s++)
+		assert_int_equal(penalty_delay_for_score(s, 15), want[s]);
+	assert_int_equal(penalty_delay_for_score(40, 15), 15);
+	assert_int_equal(penalty_delay_for_score(UINT32_MAX, 15), 15);
+	assert_int_equal(penalty_delay_for_score(3, 3), 3);
+}
+
+static void test_addr_parse(void **state)
+{
+	struct penalty_addr a, b;
+	struct penalty_net n;
+	const char *err;
+
+	a = addr("192.0.2.7");
+	assert_int_equal(a.family, AF_INET);
+	b = addr("::ffff:192.0.2.7");       /* v4-mapped folds to IPv4 */
+	assert_int_equal(b.family, AF_INET);
+	assert_memory_equal(a.b, b.b, 16);
+	assert_int_equal(addr("2001:db8::1").family, AF_INET6);
+	assert_int_equal(penalty_addr_parse("example.com", &a), -1);
+	assert_int_equal(penalty_addr_parse("", &a), -1);
+
+	assert_int_equal(penalty_net_parse("10.1.2.3/8", &n, &err), 0);
+	assert_int_equal(n.prefix, 8);
+	a = addr("10.200.0.1");
+	assert_true(penalty_net_contains(&n, &a));
+	a = addr("11.0.0.1");
+	assert_false(penalty_net_contains(&n, &a));
+	a = addr("2001:db8::1");
+	assert_false(penalty_net_contains(&n, &a));
+	assert_int_equal(penalty_net_parse("2001:db8::/32", &n, &err), 0);
+	assert_true(penalty_net_contains(&n, &a));
+	assert_int_equal(penalty_net_parse("192.0.2.1", &n, &err), 0);
+	assert_int_equal(n.prefix, 32);
+	assert_int_equal(penalty_net_parse("10.0.0.0/33", &n, &err), -1);
+	assert_int_equal(penalty_net_parse("10.0.0.0/", &n, &err), -1);
+	assert_int_equal(penalty_net_parse("10.0.0.0/8x", &n, &err), -1);
+	assert_int_equal(penalty_net_parse("/8", &n, &err), -1);
+	assert_int_equal(penalty_net_parse("::/129", &n, &err), -1);
+	assert_int_equal(penalty_net_parse("::/0", &n, &err), 0);
+	assert_true(penalty_net_contains(&n, &a));
+}
+
+/* Delays 1, 2, 4, 8, 15, 15 for one IP and one user, with the log text. */
+static void test_growth(void **state)
+{
+	static const unsigned want[] = { 1, 2, 4, 8, 15, 15 };
+	struct penalty *p = new_penalty(0);
+	struct penalty_addr a = addr("192.0.2.1");
+	struct penalty_decision d;
+	char pw[16];
+
+	for (unsigned i = 0; i < 6; i++) {
+		snprintf(pw, sizeof(pw), "pw%u", i);
+		penalty_fail(p, &a, "alice", pw, strlen(pw), i + 1, T0 + i, &d);
+		assert_int_equal(d.score, i + 1);
+		assert_int_equal(d.delay, want[i]);
+		assert_false(d.close);
+		assert_string_equal(d.why, "counted");
+	}
+	assert_string_equal(d.reason, "penalty=6 delay=15 attempt=6");
+	assert_int_equal(penalty_peek(p, &a, "alice", T0 + 6), 6);
+	assert_int_equal(penalty_peek(p, &a, NULL, T0 + 6), 6);
+	assert_int_equal(penalty_active(p, T0 + 6), 2);     /* IP and user */
+	penalty_free(p);
+}
+
+static void test_repeat_counts_once(void **state)
+{
+	struct penalty *p = new_penalty(0);
+	struct penalty_addr a = addr("192.0.2.1");
+	struct penalty_decision d;
+
+	for (int i = 0; i < 5; i++)
+		penalty_fail(p, &a, "alice", "same", 4, 1, T0 + i, &d);
+	assert_int_equal(d.score, 1);
+	assert_int_equal(d.delay, 1);
+	assert_string_equal(d.why, "repeat");
+	/* a new password counts; the old one still does not */
+	penalty_fail(p, &a, "alice", "other", 5, 1, T0 + 6, &d);
+	assert_int_equal(d.score, 2);
+	penalty_fail(p, &a, "alice", "same", 4, 1, T0 + 7, &d);
+	assert_int_equal(d.score, 2);
+	/* NULL secret (nothing to compare): counts every time */
+	penalty_fail(p, &a, "alice", NULL, 0, 1, T0 + 8, &d);
+	penalty_fail(p, &a, "alice", NULL, 0, 1, T0 + 8, &d);
+	assert_int_equal(d.score, 4);
+	penalty_free(p);
+}
+
+/* Password spraying: one password, many users, one IP: counts per user. */
+static void test_spray_counts(void **state)
+{
+	struct penalty *p = new_penalty(0);
+	struct penalty_addr a = addr("198.51.100.9");
+	struct penalty_decision d;
+	char user[16];
+
+	for (int i = 0; i < 4; i++) {
+		snprintf(user, sizeof(user), "user%d", i);
+		penalty_fail(p, &a, user, "Summer2024!", 11, 1, T0, &d);
+	}
+	assert_int_equal(d.score, 4);
+	assert_int_equal(d.delay, 8);
+	penalty_free(p);
+}
+
+/* Only RECENT (4) fingerprints are kept: a cycle of 5 passwords counts. */
+static void test_repeat_window(void **state)
+{
+	struct penalty *p = new_penalty(0);
+	struct penalty_addr a = addr("192.0.2.1");
+	struct penalty_decision d;
+	char pw[8];
+
+	for (int round = 0; round < 2; round++)
+		for (int i = 0; i < 5; i++) {
+			snprintf(pw, sizeof(pw), "p%d", i);
+			penalty_fail(p, &a, "alice", pw, strlen(pw), 1, T0, &d);
+		}
+	assert_int_equal(d.score, 10);
+	penalty_free(p);
+}
+
+static void test_ipv6_prefix(void **state)
+{
+	struct penalty *p = new_penalty(0);
+	struct penalty_config cfg;
+	struct penalty_decision d;
+	const char *err;
+
+	fail_n(p, "2001:db8:1:2::1", NULL, 3, T0, &d);
+	/* same /64, other host: same bucket */
+	fail_n(p, "2001:db8:1:2:ffff::9", NULL, 1, T0, &d);
+	assert_int_equal(d.score, 4);
+	/* other /64 */
+	fail_n(p, "2001:db8:1:3::1", NULL, 1, T0, &d);
+	assert_int_equal(d.score, 1);
+	/* IPv4 /32 by default */
+	fail_n(p, "192.0.2.1", NULL, 2, T0, &d);
+	fail_n(p, "192.0.2.2", NULL, 1, T0, &d);
+	assert_int_equal(d.score, 1);
+
+	/* configurable: /24 and /48 */
+	penalty_config_defaults(&cfg);
+	cfg.v4_prefix = 24;
+	cfg.v6_prefix = 48;
+	assert_int_equal(penalty_configure(p, &cfg, &err), 0);
+	fail_n(p, "203.0.113.1", NULL, 1, T0, &d);
+	fail_n(p, "203.0.113.200", NULL, 1, T0, &d);
+	assert_int_equal(d.score, 2);
+	fail_n(p, "2001:db8:5:1::1", NULL, 1, T0, &d);
+	fail_n(p, "2001:db8:5:2::1", NULL, 1, T0, &d);
+	assert_int_equal(d.score, 2);
+	penalty_free(p);
+}
+
+/* The user's score follows the user across IPs (distributed guessing). */
+static void test_user_score(void **state)
+{
+	struct penalty *p = new_penalty(0);
+	struct penalty_decision d;
+	char ip[32];
+
+	for (int i = 0; i < 5; i++) {
+		snprintf(ip, sizeof(ip), "192.0.2.%d", i + 1);
+		fail_n(p, ip, "bob", 1, T0 + i, &d);
+	}
+	assert_int_equal(d.score, 5);
+	assert_int_equal(d.delay, 15);
+	/* another user from a fresh IP is not affected */
+	fail_n(p, "192.0.2.99", "carol", 1, T0, &d);
+	assert_int_equal(d.score, 1);
+	penalty_free(p);
+}
+
+static void test_success_clears_and_exempts(void **state)
+{
+	struct penalty *p = new_penalty(0);
+	struct penalty_addr a = addr("192.0.2.1");
+	struct penalty_decision d;
+
+	fail_n(p, "192.0.2.1", NULL, 4, T0, &d);
+	assert_int_equal(d.delay, 8);
+	penalty_success(p, &a, "alice", T0 + 1);
+	assert_int_equal(penalty_peek(p, &a, NULL, T0 + 1), 0);
+	/* exempt: the IP's score does not grow; the user's still does */
+	penalty_fail(p, &a, "alice", "x1", 2, 1, T0 + 2, &d);
+	assert_string_equal(d.why, "exempt");
+	assert_int_equal(d.score, 1);           /* alice's own */
+	assert_int_equal(d.delay, 1);
+	penalty_fail(p, &a, NULL, "x2", 2, 1, T0 + 3, &d);
+	assert_int_equal(d.score, 0);
+	assert_int_equal(d.delay, 1);           /* never 0 on a retryable failure */
+	/* after 600 s the exemption ends */
+	penalty_fail(p, &a, NULL, "x3", 2, 1, T0 + 1 + 600, &d);
+	assert_string_equal(d.why, "counted");
+	assert_int_equal(d.score, 1);
+	penalty_free(p);
+}
+
+static void test_success_no_exemption(void **state)
+{
+	struct penalty *p = penalty_new();
+	struct penalty_config cfg;
+	struct penalty_addr a = addr("192.0.2.1"), b = addr("192.0.2.2");
+	struct penalty_decision d;
+	const char *err;
+
+	penalty_config_defaults(&cfg);
+	cfg.exempt_after_success = 0;
+	assert_int_equal(penalty_configure(p, &cfg, &err), 0);
+	fail_n(p, "192.0.2.1", NULL, 3, T0, &d);
+	penalty_success(p, &a, NULL, T0);
+	assert_int_equal(penalty_peek(p, &a, NULL, T0), 0);
+	penalty_fail(p, &a, NULL, "z", 1, 1, T0, &d);
+	assert_string_equal(d.why, "counted");
+	/* success of an unknown IP creates nothing */
+	size_t n = penalty_entries(p);
+	penalty_success(p, &b, NULL, T0);
+	assert_int_equal(penalty_entries(p), n);
+	penalty_free(p);
+}
+
+static void test_trusted(void **state)
+{
+	struct penalty *p = penalty_new();
+	struct penalty_config cfg;
+	struct penalty_net nets[2];
+	struct penalty_addr a = addr("10.9.8.7");
+	struct penalty_decision d;
+	const char *err;
+
+	assert_int_equal(penalty_net_parse("10.0.0.0/8", &nets[0], &err), 0);
+	assert_int_equal(penalty_net_parse("fd00::/8", &nets[1], &err), 0);
+	penalty_config_defaults(&cfg);
+	cfg.trusted = nets;
+	cfg.trusted_count = 2;
+	cfg.max_attempts = 3;
+	assert_int_equal(penalty_configure(p, &cfg, &err), 0);
+	memset(nets, 0, sizeof(nets));          /* configure copied them */
+	for (int i = 0; i < 5; i++)
+		fail_n(p, "10.9.8.7", "alice", 1, T0, &d);
+	assert_string_equal(d.why, "trusted");
+	assert_int_equal(d.score, 0);
+	assert_int_equal(d.delay, 1);
+	assert_int_equal(penalty_entries(p), 0);
+	assert_true(penalty_trusted(p, &a));
+	a = addr("fd12::1");
+	assert_true(penalty_trusted(p, &a));
+	a = addr("::ffff:10.1.1.1");
+	assert_true(penalty_trusted(p, &a));
+	a = addr("11.0.0.1");
+	assert_false(penalty_trusted(p, &a));
+	/* the attempt cap still holds on a trusted network */
+	a = addr("10.9.8.7");
+	penalty_fail(p, &a, "alice", "q", 1, 3, T0, &d);
+	assert_true(d.close);
+	penalty_free(p);
+}
+
+static void test_attempt_cap(void **state)
+{
+	struct penalty *p = new_penalty(3);
+	struct penalty_addr a = addr("192.0.2.1");
+	struct penalty_decision d;
+
+	penalty_fail(p, &a, "u", "a", 1, 1, T0, &d);
+	assert_false(d.close);
+	penalty_fail(p, &a, "u", "b", 1, 2, T0, &d);
+	assert_false(d.close);
+	assert_int_equal(d.delay, 2);
+	penalty_fail(p, &a, "u", "c", 1, 3, T0, &d);
+	assert_true(d.close);
+	assert_int_equal(d.delay, 0);
+	assert_string_equal(d.reason, "penalty=3 delay=0 attempt=3");
+	assert_false(penalty_attempt_over(p, 3));
+	assert_true(penalty_attempt_over(p, 4));
+	penalty_free(p);
+
+	p = new_penalty(0);                     /* 0: no cap */
+	penalty_fail(p, &a, "u", "a", 1, 1000, T0, &d);
+	assert_false(d.close);
+	assert_false(penalty_attempt_over(p, 100000));
+	penalty_free(p);
+}
+
+static void test_decay(void **state)
+{
+	struct penalty *p = new_penalty(0);
+	struct penalty_addr a = addr("192.0.2.1");
+	struct penalty_decision d;
+
+	penalty_fail(p, &a, "alice", "old", 3, 1, T0, &d);
+	fail_n(p, "192.0.2.1", "alice", 3, T0, &d);
+	assert_int_equal(penalty_peek(p, &a, "alice", T0 + 299), 4);
+	assert_int_equal(penalty_peek(p, &a, "alice", T0 + 300), 0);
+	assert_int_equal(penalty_active(p, T0 + 300), 0);
+	/* the forgotten score restarts from 1, and old fingerprints are gone */
+	penalty_fail(p, &a, "alice", "old", 3, 1, T0 + 300, &d);
+	assert_int_equal(d.score, 1);
+	assert_string_equal(d.why, "counted");
+	penalty_free(p);
+}
+
+static void test_lru_bound(void **state)
+{
+	struct penalty *p = penalty_new();
+	struct penalty_config cfg;
+	struct penalty_decision d;
+	const char *err;
+	char ip[32];
+	struct penalty_addr old = addr("203.0.113.1"), hot = addr("198.51.100.1");
+
+	penalty_config_defaults(&cfg);
+	cfg.max_entries = 100;
+	assert_int_equal(penalty_configure(p, &cfg, &err), 0);
+	fail_n(p, "203.0.113.1", NULL, 3, T0, &d);  /* the oldest */
+	for (int i = 0; i < 5000; i++) {
+		snprintf(ip, sizeof(ip), "10.%d.%d.1", i / 256, i % 256);
+		fail_n(p, ip, NULL, 1, T0, &d);
+		assert_true(penalty_entries(p) <= 100);
+		/* keep one key hot: it must survive eviction */
+		if (i % 50 == 0)
+			penalty_fail(p, &hot, NULL, NULL, 0, 1, T0, &d);
+	}
+	assert_int_equal(penalty_entries(p), 100);
+	assert_int_equal(penalty_peek(p, &old, NULL, T0), 0);
+	assert_int_equal(penalty_peek(p, &hot, NULL, T0), 100);
+
+	/* shrinking on reload evicts at once and keeps the most recent */
+	cfg.max_entries = 10;
+	assert_int_equal(penalty_configure(p, &cfg, &err), 0);
+	assert_int_equal(penalty_entries(p), 10);
+	struct penalty_addr last = addr("10.19.135.1");    /* i = 4999 */
+	assert_int_equal(penalty_peek(p, &last, NULL, T0), 1);
+	penalty_free(p);
+}
+
+/* A reload (penalty_configure) keeps every score. */
+static void test_reconfigure_keeps_state(void **state)
+{
+	struct penalty *p = new_penalty(0);
+	struct penalty_config cfg;
+	struct penalty_addr a = addr("192.0.2.1");
+	struct penalty_decision d;
+	const char *err;
+
+	fail_n(p, "192.0.2.1", "alice", 3, T0, &d);
+	penalty_config_defaults(&cfg);
+	cfg.max_delay = 5;
+	assert_int_equal(penalty_configure(p, &cfg, &err), 0);
+	assert_int_equal(penalty_peek(p, &a, "alice", T0), 3);
+	penalty_fail(p, &a, "alice", "new", 3, 1, T0, &d);
+	assert_int_equal(d.score, 4);
+	assert_int_equal(d.delay, 5);           /* the new cap */
+
+	/* invalid configs are refused and change nothing */
+	cfg.v4_prefix = 0;
+	assert_int_equal(penalty_configure(p, &cfg, &err), -1);
+	cfg.v4_prefix = 32;
+	cfg.v6_prefix = 129;
+	assert_int_equal(penalty_configure(p, &cfg, &err), -1);
+	cfg.v6_prefix = 64;
+	cfg.max_delay = 0;
+	assert_int_equal(penalty_configure(p, &cfg, &err), -1);
+	cfg.max_delay = 5;
+	cfg.max_entries = 1;
+	assert_int_equal(penalty_configure(p, &cfg, &err), -1);
+	assert_non_null(err);
+	assert_int_equal(penalty_peek(p, &a, "alice", T0), 4);
+	penalty_free(p);
+}
+
+/* The bucket array grows with the table; lookups stay correct. */
+static void test_many_keys(void **state)
+{
+	struct penalty *p = new_penalty(0);
+	struct penalty_decision d;
+	char user[32];
+
+	for (int i = 0; i < 20000; i++) {
+		snprintf(user, sizeof(user), "user-%d", i);
+		fail_n(p, "192.0.2.1", user, 1 + i % 3, T0, &d);
+	}
+	assert_int_equal(penalty_entries(p), 20001);
+	struct penalty_addr other = addr("192.0.2.2");
+	for (int i = 0; i < 20000; i += 997) {
+		snprintf(user, sizeof(user), "user-%d", i);
+		assert_int_equal(penalty_peek(p, &other, user, T0), 1 + i % 3);
+	}
+	penalty_free(p);
+}
+
+/* Whatever happens, a failing answer either closes or waits 1..max_delay s:
+   nginx must never get an error or WAIT without Auth-Wait >= 1. */
+static void test_delay_invariant(void **state)
+{
+	struct penalty *p = new_penalty(4);
+	struct penalty_decision d;
+	struct penalty_addr a;
+	char ip[32], user[16], pw[16];
+
+	for (int i = 0; i < 20000; i++) {
+		uint32_t r = randombytes_uniform(1u << 20);
+		snprintf(ip, sizeof(ip), "192.0.2.%u", r % 7);
+		snprintf(user, sizeof(user), "u%u", (r >> 3) % 5);
+		snprintf(pw, sizeof(pw), "p%u", (r >> 6) % 9);
+		a = addr(ip);
+		if ((r >> 10) % 11 == 0) {
+			penalty_success(p, &a, user, T0 + i / 10);
+			continue;
+		}
+		penalty_fail(p, &a, (r >> 14) % 3 ? user : NULL, pw, strlen(pw),
+			     1 + (r >> 16) % 5, T0 + i / 10, &d);
+		assert_true(d.close || (d.delay >= 1 && d.delay <= 15));
+		assert_true(!d.close || d.delay == 0);
+		assert_true(d.close == (d.attempt >= 4));
+	}
+	penalty_free(p);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_curve),
+		cmocka_unit_test(test_addr_parse),
+		cmocka_unit_test(test_growth),
+		cmocka_unit_test(test_repeat_counts_once),
+		cmocka_unit_test(test_spray_counts),
+		cmocka_unit_test(test_repeat_window),
+		cmocka_unit_test(test_ipv6_prefix),
+		cmocka_unit_test(test_user_score),
+		cmocka_unit_test(test_success_clears_and_exempts),
+		cmocka_unit_test(test_success_no_exemption),
+		cmocka_unit_test(test_trusted),
+		cmocka_unit_test(test_attempt_cap),
+		cmocka_unit_test(test_decay),
+		cmocka_unit_test(test_lru_bound),
+		cmocka_unit_test(test_reconfigure_keeps_state),
+		cmocka_unit_test(test_many_keys),
+		cmocka_unit_test(test_delay_invariant),
+	};
+
+	if (sodium_init() < 0)
+		return 1;
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
