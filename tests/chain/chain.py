@@ -437,6 +437,8 @@ dovegate chain is up (state: {chain.state})
   IMAP via nginx:        127.0.0.1:{e['NGINX_IMAP_PORT']}
   POP3 via nginx:        127.0.0.1:{e['NGINX_POP3_PORT']}
   submission via nginx:  127.0.0.1:{e['NGINX_SUBMISSION_PORT']}
+  IMAPS via nginx:       127.0.0.1:{e['NGINX_IMAPS_PORT']} (client certificate: EXTERNAL as {e['TLS_CLIENT_USER']})
+  MX via nginx:          127.0.0.1:{e['NGINX_SMTP_PORT']} (no AUTH; relays to {e['RELAY_DOMAINS']})
   dovegate-auth:         {e['AUTH_HTTP_URL']}
   Dovecot direct IMAP:   127.0.0.1:{e['DOVECOT_IMAP_PORT']} (no PROXY header)
 
