@@ -316,12 +316,20 @@ static void parse_credentials(struct authhttp_request *req,
 		parse_salt(req, salt);
 }
 
+/* nginx sends at most ~25 headers of its own (with client certificates and
+   PROXY facts) plus the operator's auth_http_header lines; more is not nginx.
+   max_header_bytes alone would let ~1500 tiny headers through. */
+#define REQUEST_HEADERS_MAX 64
+
 void authhttp_request_parse(struct authhttp_request *req,
 			    const struct authhttp_pair *pairs, size_t count)
 {
 	memset(req, 0, sizeof(*req));
 	req->status = AUTHHTTP_OK;
 	req->method = AUTHHTTP_METHOD_OTHER;
+	if (count > REQUEST_HEADERS_MAX)
+		set_status(req, AUTHHTTP_BAD_REQUEST, "%zu headers (at most %d)", count,
+			   REQUEST_HEADERS_MAX);
 
 	parse_method(req, required(req, pairs, count, "Auth-Method"));
 	parse_proto(req, required(req, pairs, count, "Auth-Protocol"));

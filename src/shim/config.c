@@ -57,6 +57,9 @@ static const struct key_def keys[CK_COUNT] = {
 	{ "backend", "pop3", set_backend, FIELD(backend[DG_PROTO_POP3]), DG_PROTO_POP3, 0 },
 	{ "backend", "smtp", set_backend, FIELD(backend[DG_PROTO_SMTP]), DG_PROTO_SMTP, 0 },
 	{ "credentials", "mode", set_cred_mode, FIELD(cred_mode), 0, 0 },
+	{ "credentials", "imap_mode", set_cred_mode, FIELD(proto_cred_mode[DG_PROTO_IMAP]), 0, 0 },
+	{ "credentials", "pop3_mode", set_cred_mode, FIELD(proto_cred_mode[DG_PROTO_POP3]), 0, 0 },
+	{ "credentials", "smtp_mode", set_cred_mode, FIELD(proto_cred_mode[DG_PROTO_SMTP]), 0, 0 },
 	{ "credentials", "master_user", set_string, FIELD(master_user), 0, 0 },
 	{ "credentials", "master_separator", set_string, FIELD(master_separator), 0, 0 },
 	{ "credentials", "master_password_file", set_path, FIELD(master_password_file), 0, 0 },
@@ -72,6 +75,11 @@ static const struct key_def keys[CK_COUNT] = {
 	{ "external", "user_from", set_user_from, FIELD(external_user_from), 0, 0 },
 	{ "external", "map_file", set_path, FIELD(external_map_file), 0, 0 },
 };
+
+/* CK_CRED_IMAP_MODE + proto is that protocol's key */
+_Static_assert(CK_CRED_POP3_MODE == CK_CRED_IMAP_MODE + DG_PROTO_POP3 &&
+	       CK_CRED_SMTP_MODE == CK_CRED_IMAP_MODE + DG_PROTO_SMTP,
+	       "per-protocol credentials keys follow enum dg_proto");
 
 static const char *const sections[] = {
 	"server", "log", "passdb", "backend", "credentials", "ticket", "cache", "relay", "external", NULL
@@ -332,12 +340,14 @@ static int set_backend(struct dg_config *cfg, const struct key_def *def,
 static int set_cred_mode(struct dg_config *cfg, const struct key_def *def,
 			 const char *value, char *why, size_t whylen)
 {
+	enum cred_mode *mode = FIELD_PTR(cfg, def, enum cred_mode);
+
 	if (strcmp(value, "ticket") == 0)
-		cfg->cred_mode = CRED_MODE_TICKET;
+		*mode = CRED_MODE_TICKET;
 	else if (strcmp(value, "master") == 0)
-		cfg->cred_mode = CRED_MODE_MASTER;
+		*mode = CRED_MODE_MASTER;
 	else if (strcmp(value, "passthrough") == 0)
-		cfg->cred_mode = CRED_MODE_PASSTHROUGH;
+		*mode = CRED_MODE_PASSTHROUGH;
 	else {
 		snprintf(why, whylen, "must be ticket, master or passthrough");
 		return -1;
@@ -781,20 +791,59 @@ static int require(const struct dg_config *cfg, enum config_key key,
 	return -1;
 }
 
-static int check_complete(const struct dg_config *cfg, char *err, size_t errlen)
+/* imap_mode, pop3_mode, smtp_mode: each defaults to mode. */
+static void resolve_cred_modes(struct dg_config *cfg)
 {
+	for (int p = 0; p < DG_PROTO_COUNT; p++) {
+		if (cfg->line[CK_CRED_IMAP_MODE + p] == 0)
+			cfg->proto_cred_mode[p] = cfg->cred_mode;
+	}
+}
+
+bool config_uses_cred_mode(const struct dg_config *cfg, enum cred_mode mode)
+{
+	for (int p = 0; p < DG_PROTO_COUNT; p++) {
+		if (cfg->proto_cred_mode[p] == mode)
+			return true;
+	}
+	return false;
+}
+
+/* Like require(); names the per-protocol key that needs it when `mode`
+   (the default) does not. */
+static int require_for_mode(const struct dg_config *cfg, enum config_key key,
+			    enum cred_mode mode, char *err, size_t errlen)
+{
+	if (cfg->line[key] != 0 || cfg->cred_mode == mode)
+		return require(cfg, key, err, errlen);
+	for (int p = 0; p < DG_PROTO_COUNT; p++) {
+		enum config_key by = (enum config_key)(CK_CRED_IMAP_MODE + p);
+
+		if (cfg->proto_cred_mode[p] != mode)
+			continue;
+		snprintf(err, errlen, "%s:%u: [%s] %s is required by %s = %s", cfg->path,
+			 cfg->line[by], keys[key].section, keys[key].name, keys[by].name,
+			 cred_mode_name(mode));
+		return -1;
+	}
+	return 0;
+}
+
+static int check_complete(struct dg_config *cfg, char *err, size_t errlen)
+{
+	resolve_cred_modes(cfg);
 	if (require(cfg, CK_SECRET_FILE, err, errlen) < 0 ||
 	    /* [passdb] may be left out when [passdb NAME] sections exist */
 	    (cfg->passdb_count == 0 && require(cfg, CK_PASSDB_PATH, err, errlen) < 0) ||
 	    check_passdbs(cfg, err, errlen) < 0)
 		return -1;
-	if (cfg->cred_mode == CRED_MODE_TICKET &&
-	    (require(cfg, CK_TICKET_SIGNING_KEY, err, errlen) < 0 ||
-	     require(cfg, CK_TICKET_AUDIENCE, err, errlen) < 0))
+	if (config_uses_cred_mode(cfg, CRED_MODE_TICKET) &&
+	    (require_for_mode(cfg, CK_TICKET_SIGNING_KEY, CRED_MODE_TICKET, err, errlen) < 0 ||
+	     require_for_mode(cfg, CK_TICKET_AUDIENCE, CRED_MODE_TICKET, err, errlen) < 0))
 		return -1;
-	if (cfg->cred_mode == CRED_MODE_MASTER &&
-	    (require(cfg, CK_MASTER_USER, err, errlen) < 0 ||
-	     require(cfg, CK_MASTER_PASSWORD_FILE, err, errlen) < 0))
+	if (config_uses_cred_mode(cfg, CRED_MODE_MASTER) &&
+	    (require_for_mode(cfg, CK_MASTER_USER, CRED_MODE_MASTER, err, errlen) < 0 ||
+	     require_for_mode(cfg, CK_MASTER_PASSWORD_FILE, CRED_MODE_MASTER, err, errlen) < 0))
 		return -1;
 	if (!cfg->has_backend[DG_PROTO_IMAP] && !cfg->has_backend[DG_PROTO_POP3] &&
 	    !cfg->has_backend[DG_PROTO_SMTP]) {

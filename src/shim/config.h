@@ -32,7 +32,8 @@ enum config_key {
 	CK_LOG_TARGET,
 	CK_PASSDB_DRIVER, CK_PASSDB_PATH, CK_DEFAULT_SCHEME,
 	CK_BACKEND_IMAP, CK_BACKEND_POP3, CK_BACKEND_SMTP,
-	CK_CRED_MODE, CK_MASTER_USER, CK_MASTER_SEPARATOR, CK_MASTER_PASSWORD_FILE,
+	CK_CRED_MODE, CK_CRED_IMAP_MODE, CK_CRED_POP3_MODE, CK_CRED_SMTP_MODE,
+	CK_MASTER_USER, CK_MASTER_SEPARATOR, CK_MASTER_PASSWORD_FILE,
 	CK_TICKET_SIGNING_KEY, CK_TICKET_AUDIENCE, CK_TICKET_LIFETIME,
 	CK_CACHE_TTL, CK_CACHE_NEGATIVE_TTL, CK_CACHE_SIZE,
 	CK_RELAY_DOMAINS, CK_RELAY_BACKEND,
@@ -86,7 +87,9 @@ struct dg_config {
 	struct backend backend[DG_PROTO_COUNT];
 	bool has_backend[DG_PROTO_COUNT];
 	/* [credentials] */
-	enum cred_mode cred_mode;
+	enum cred_mode cred_mode;       /* mode: the default for every protocol */
+	enum cred_mode proto_cred_mode[DG_PROTO_COUNT]; /* imap_mode ...: resolved,
+					   = cred_mode unless set (line[CK_CRED_*_MODE]) */
 	char *master_user;
 	char *master_separator;
 	char *master_password_file;     /* absolute */
@@ -117,5 +120,7 @@ void config_key_error(const struct dg_config *cfg, enum config_key key,
 	__attribute__((format(printf, 5, 6)));
 
 const char *cred_mode_name(enum cred_mode mode);
+/* True if some protocol uses `mode`. */
+bool config_uses_cred_mode(const struct dg_config *cfg, enum cred_mode mode);
 
 #endif

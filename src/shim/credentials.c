@@ -29,32 +29,41 @@ static int init_ticket(struct credentials *cred, const struct dg_config *cfg,
 	return 0;
 }
 
-int credentials_init(struct credentials *cred, const struct dg_config *cfg,
-		     char *err, size_t errlen)
+static int init_master(struct credentials *cred, const struct dg_config *cfg,
+		       char *err, size_t errlen)
 {
 	char why[512];
 
-	memset(cred, 0, sizeof(*cred));
-	cred->mode = cfg->cred_mode;
-	if (cred->mode == CRED_MODE_TICKET) {
-		if (init_ticket(cred, cfg, err, errlen) == 0)
-			return 0;
-		credentials_clear(cred);
-		return -1;
-	}
-	if (cred->mode != CRED_MODE_MASTER)
-		return 0;
 	cred->master_user = strdup(cfg->master_user);
 	cred->separator = strdup(cfg->master_separator);
 	if (cred->master_user == NULL || cred->separator == NULL) {
 		snprintf(err, errlen, "%s: out of memory", cfg->path);
-		credentials_clear(cred);
 		return -1;
 	}
 	if (secret_read(cfg->master_password_file, true, &cred->master_password,
 			NULL, why, sizeof(why)) < 0) {
 		config_key_error(cfg, CK_MASTER_PASSWORD_FILE, err, errlen,
 				 "master_password_file %s", why);
+		return -1;
+	}
+	return 0;
+}
+
+/* Loads what the modes in use need: the signing key if a protocol uses
+   tickets, the master password if one uses master. */
+int credentials_init(struct credentials *cred, const struct dg_config *cfg,
+		     char *err, size_t errlen)
+{
+	memset(cred, 0, sizeof(*cred));
+	cred->mode = cfg->cred_mode;
+	for (int p = 0; p < DG_PROTO_COUNT; p++) {
+		cred->has_proto_mode[p] = cfg->line[CK_CRED_IMAP_MODE + p] != 0;
+		cred->proto_mode[p] = cfg->proto_cred_mode[p];
+	}
+	if ((config_uses_cred_mode(cfg, CRED_MODE_TICKET) &&
+	     init_ticket(cred, cfg, err, errlen) < 0) ||
+	    (config_uses_cred_mode(cfg, CRED_MODE_MASTER) &&
+	     init_master(cred, cfg, err, errlen) < 0)) {
 		credentials_clear(cred);
 		return -1;
 	}
@@ -71,26 +80,36 @@ void credentials_clear(struct credentials *cred)
 	memset(cred, 0, sizeof(*cred));
 }
 
-bool credentials_user_ok(const struct credentials *cred, const char *user,
-			 size_t user_len, const char **why_r)
+enum cred_mode credentials_mode(const struct credentials *cred, enum dg_proto proto)
 {
-	if (cred->mode == CRED_MODE_MASTER &&
+	if ((unsigned)proto < DG_PROTO_COUNT && cred->has_proto_mode[proto])
+		return cred->proto_mode[proto];
+	return cred->mode;
+}
+
+bool credentials_user_ok(const struct credentials *cred, enum dg_proto proto,
+			 const char *user, size_t user_len, const char **why_r)
+{
+	enum cred_mode mode = credentials_mode(cred, proto);
+
+	if (mode == CRED_MODE_MASTER &&
 	    memmem(user, user_len, cred->separator, strlen(cred->separator)) != NULL) {
 		*why_r = "user name contains the master separator";
 		return false;
 	}
 	/* the ticket's claims are JSON */
-	if (cred->mode == CRED_MODE_TICKET && !ticket_json_string_ok(user, user_len)) {
+	if (mode == CRED_MODE_TICKET && !ticket_json_string_ok(user, user_len)) {
 		*why_r = "user name is not valid UTF-8";
 		return false;
 	}
 	return true;
 }
 
-bool credentials_method_ok(const struct credentials *cred,
+bool credentials_method_ok(const struct credentials *cred, enum dg_proto proto,
 			   enum authhttp_method method, const char **why_r)
 {
-	if (cred->mode == CRED_MODE_PASSTHROUGH && method != AUTHHTTP_METHOD_PLAIN) {
+	if (credentials_mode(cred, proto) == CRED_MODE_PASSTHROUGH &&
+	    method != AUTHHTTP_METHOD_PLAIN) {
 		*why_r = "credentials mode passthrough needs the plaintext password; "
 			 "use ticket or master for this method";
 		return false;
@@ -187,10 +206,12 @@ int credentials_respond(const struct credentials *cred,
 			const char *port, const struct cred_login *login,
 			const char **why_r)
 {
+	enum cred_mode mode = credentials_mode(cred, login->proto);
+
 	*why_r = "out of memory";
-	if (cred->mode == CRED_MODE_TICKET)
+	if (mode == CRED_MODE_TICKET)
 		return respond_ticket(cred, resp, server_ip, port, login, why_r);
-	if (cred->mode == CRED_MODE_MASTER)
+	if (mode == CRED_MODE_MASTER)
 		return respond_master(cred, resp, server_ip, port, login->user, login->user_len);
 	return authhttp_response_ok(resp, server_ip, port, login->user, login->user_len,
 				    login->pass, login->pass_len);

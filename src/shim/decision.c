@@ -226,7 +226,7 @@ static void respond_verified(struct decision *d)
 		outcome_error(d, "temp_fail", why, true);
 		return;
 	}
-	outcome_ok(d, cred_mode_name(cred->mode));
+	outcome_ok(d, cred_mode_name(credentials_mode(cred, r->proto)));
 }
 
 static time_t monotonic_seconds(void)
@@ -451,7 +451,7 @@ static bool check_request(struct decision *d, const struct authhttp_pair *pairs,
 		outcome_unsupported(d, NULL);
 		return true;
 	}
-	if (!credentials_method_ok(&rt->cred, r->method, &why)) {
+	if (!credentials_method_ok(&rt->cred, r->proto, r->method, &why)) {
 		outcome_unsupported(d, why);
 		return true;
 	}
@@ -543,7 +543,7 @@ static bool look_up_user(struct decision *d)
 	const struct authhttp_request *r = &d->req;
 	const char *why;
 
-	if (!credentials_user_ok(&d->rt->cred, r->user, r->user_len, &why)) {
+	if (!credentials_user_ok(&d->rt->cred, r->proto, r->user, r->user_len, &why)) {
 		outcome_fail(d, "bad_request", why);
 		return true;
 	}
@@ -626,7 +626,8 @@ static void external_login(struct decision *d)
 
 	if (!take_certificate_user(d))
 		return;
-	if (!credentials_user_ok(&d->rt->cred, d->req.user, d->req.user_len, &why)) {
+	if (!credentials_user_ok(&d->rt->cred, d->req.proto, d->req.user,
+				 d->req.user_len, &why)) {
 		outcome_fail(d, "bad_request", why);
 		return;
 	}

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/http_struct.h>         /* the request's HTTP version */
 #include <event2/listener.h>
 #include <sys/queue.h>
 #include <event2/keyvalq_struct.h>
@@ -270,6 +271,17 @@ static struct authhttp_pair *collect_headers(struct evhttp_request *req, size_t 
 	return pairs;
 }
 
+/* nginx speaks HTTP/1.0; libevent also lets e.g. HTTP/1.2 through. */
+static bool refuse_http_version(struct server *srv, struct evhttp_request *req)
+{
+	if (req->major == 1 && req->minor <= 1)
+		return false;
+	dglog(srv->log, LOG_WARNING, "refused request=http result=error "
+	      "reason=bad_http_version detail=\"HTTP/%d.%d\"", req->major, req->minor);
+	evhttp_send_error(req, HTTP_BADREQUEST, NULL);
+	return true;
+}
+
 static void on_request(struct evhttp_request *req, void *arg)
 {
 	struct server *srv = arg;
@@ -278,6 +290,8 @@ static void on_request(struct evhttp_request *req, void *arg)
 	struct pending *p;
 	size_t count = 0;
 
+	if (refuse_http_version(srv, req))
+		return;
 	pairs = collect_headers(req, &count);
 	p = malloc(sizeof(*p));
 	if (pairs == NULL || p == NULL) {

@@ -124,7 +124,7 @@ class Chain:
 
     def __init__(self, state_dir, build_dir, users=DEMO_USERS, dovecot_pre="", dovecot_post="",
                  credentials="ticket", passdb="file", imap_auth="plain login",
-                 pop3_auth="plain"):
+                 pop3_auth="plain", proto_credentials=None, auth_timeout=5):
         """dovecot_pre/dovecot_post: extra Dovecot settings for a test, placed
         before the dovegate snippet (e.g. a passdb that must come first) and
         at the end (later settings override earlier ones). credentials:
@@ -134,11 +134,16 @@ class Chain:
         etc/users-local (tests may write it) followed by [passdb dovecot], a
         client of this Dovecot's auth-client listener (unix or TCP).
         imap_auth/pop3_auth: nginx's imap_auth/pop3_auth methods (adding
-        cram-md5 or apop only makes sense for users stored as PLAIN)."""
+        cram-md5 or apop only makes sense for users stored as PLAIN).
+        proto_credentials: per-protocol modes, e.g. {"smtp": "master"}
+        (dovegate-auth's imap_mode/pop3_mode/smtp_mode; default: none, all
+        follow credentials). auth_timeout: dovegate-auth's [server] timeout."""
         self.imap_auth = imap_auth
         self.pop3_auth = pop3_auth
         self.state = os.path.abspath(state_dir)
         self.credentials = credentials
+        self.proto_credentials = dict(proto_credentials or {})
+        self.auth_timeout = auth_timeout
         self.passdb = passdb
         self.dovecot_pre = dovecot_pre
         self.dovecot_post = dovecot_post
@@ -202,6 +207,9 @@ class Chain:
             "HTTP_SECRET_FILE": self.path("etc", "http-secret"),
             "LOGIN_PLUGIN_DIR": os.path.join(self.build, "src", "plugin", ".libs"),
             "CREDENTIALS_MODE": self.credentials,
+            "CREDENTIALS_PROTO_MODES": "".join(f"{p}_mode = {m}\n"
+                                               for p, m in sorted(self.proto_credentials.items())),
+            "AUTH_TIMEOUT": self.auth_timeout,
             "TICKET_KID": TICKET_KID,
             "TICKET_SIGNING_KEY": self.path("etc", "keys", f"{TICKET_KID}.key"),
             "TICKET_KEYRING": self.path("etc", "keys", "ring.pub"),

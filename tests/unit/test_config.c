@@ -593,9 +593,9 @@ static void test_ticket_response(void **state)
 	if (rt == NULL)
 		fail_msg("%s", t->err);
 	assert_string_equal(rt->cred.kid, "edge-1");
-	assert_false(credentials_user_ok(&rt->cred, "\xff", 1, &why));
+	assert_false(credentials_user_ok(&rt->cred, DG_PROTO_IMAP, "\xff", 1, &why));
 	assert_string_equal(why, "user name is not valid UTF-8");
-	assert_true(credentials_user_ok(&rt->cred, user, 128, &why));
+	assert_true(credentials_user_ok(&rt->cred, DG_PROTO_IMAP, user, 128, &why));
 
 	assert_int_equal(credentials_respond(&rt->cred, &resp, "127.0.0.1", "10587", &l,
 					     &why), 0);
@@ -691,6 +691,121 @@ static void test_ticket_decision(void **state)
 	assert_null(strstr(line, pass));
 }
 
+/* ---- per-protocol credentials modes --------------------------------------- */
+
+#define MIXED_CONF \
+	TICKET_CONF                                     /* 1-10 */ \
+	"[credentials]\n"                               /* 11 */ \
+	"smtp_mode = master\n"                          /* 12 */ \
+	"pop3_mode = passthrough\n"                     /* 13 */
+
+static void test_per_protocol_modes(void **state)
+{
+	struct tmpdir *t = *state;
+	struct dg_config cfg;
+
+	/* unset: each follows mode */
+	assert_int_equal(load(t, VALID, &cfg), 0);
+	for (int p = 0; p < DG_PROTO_COUNT; p++)
+		assert_int_equal(cfg.proto_cred_mode[p], CRED_MODE_MASTER);
+	assert_false(config_uses_cred_mode(&cfg, CRED_MODE_TICKET));
+	config_free(&cfg);
+
+	assert_int_equal(load(t, MIXED_CONF "master_user = dg\n"
+			      "master_password_file = master\n", &cfg), 0);
+	assert_int_equal(cfg.cred_mode, CRED_MODE_TICKET);
+	assert_int_equal(cfg.proto_cred_mode[DG_PROTO_IMAP], CRED_MODE_TICKET);
+	assert_int_equal(cfg.proto_cred_mode[DG_PROTO_POP3], CRED_MODE_PASSTHROUGH);
+	assert_int_equal(cfg.proto_cred_mode[DG_PROTO_SMTP], CRED_MODE_MASTER);
+	assert_int_equal(cfg.line[CK_CRED_SMTP_MODE], 12);
+	assert_int_equal(cfg.line[CK_CRED_IMAP_MODE], 0);
+	config_free(&cfg);
+
+	/* mode = master, imap_mode = ticket: [ticket] is then needed too */
+	assert_int_equal(load(t, VALID "imap_mode = ticket\n"
+			      "[ticket]\nsigning_key = ticket.key\naudience = mx1\n", &cfg), 0);
+	assert_int_equal(cfg.proto_cred_mode[DG_PROTO_POP3], CRED_MODE_MASTER);
+	assert_int_equal(cfg.proto_cred_mode[DG_PROTO_IMAP], CRED_MODE_TICKET);
+	config_free(&cfg);
+}
+
+static void test_per_protocol_mode_errors(void **state)
+{
+	struct tmpdir *t = *state;
+
+	/* the key that needs it is named, with its line */
+	expect_error(t, MIXED_CONF, 12,
+		     "[credentials] master_user is required by smtp_mode = master");
+	expect_error(t, MIXED_CONF "master_user = dg\n", 12,
+		     "[credentials] master_password_file is required by smtp_mode = master");
+	expect_error(t, "[server]\nsecret_file = secret\n[passdb]\npath = users\n"
+		     "[backend]\nimap = 127.0.0.1:1\n[credentials]\nmode = passthrough\n"
+		     "pop3_mode = ticket\n", 9,
+		     "[ticket] signing_key is required by pop3_mode = ticket");
+	expect_error(t, "[server]\nsecret_file = secret\n[passdb]\npath = users\n"
+		     "[backend]\nimap = 127.0.0.1:1\n[credentials]\nmode = passthrough\n"
+		     "imap_mode = tickets\n", 9,
+		     "imap_mode: must be ticket, master or passthrough");
+	expect_error(t, MIXED_CONF "smtp_mode = ticket\n", 14,
+		     "duplicate key 'smtp_mode' (first set on line 12)");
+}
+
+static void test_per_protocol_credentials(void **state)
+{
+	struct tmpdir *t = *state;
+	struct authhttp_response resp;
+	struct runtime *rt;
+	const char *why;
+	struct cred_login l = {
+		.user = "alice", .user_len = 5, .pass = "pw", .pass_len = 2,
+		.session = "AAAAAAAAAAAAAAAAAAAAAA", .proto = DG_PROTO_SMTP, .rip = "192.0.2.1",
+	};
+
+	write_file(t, "dovegate-auth.conf", MIXED_CONF "master_user = dg\n"
+		   "master_password_file = master\n", 0644);
+	rt = runtime_load(t->conf, true, &t->log, t->err, sizeof(t->err));
+	if (rt == NULL)
+		fail_msg("%s", t->err);
+	/* both modes' secrets are loaded */
+	assert_string_equal(rt->cred.kid, "edge-1");
+	assert_string_equal(rt->cred.master_password.data, "m4ster");
+	assert_int_equal(credentials_mode(&rt->cred, DG_PROTO_IMAP), CRED_MODE_TICKET);
+	assert_int_equal(credentials_mode(&rt->cred, DG_PROTO_POP3), CRED_MODE_PASSTHROUGH);
+	assert_int_equal(credentials_mode(&rt->cred, DG_PROTO_SMTP), CRED_MODE_MASTER);
+
+	/* smtp: master */
+	assert_int_equal(credentials_respond(&rt->cred, &resp, "127.0.0.1", "10587", &l,
+					     &why), 0);
+	assert_string_equal(response_header(&resp, "Auth-User"), "alice*dg");
+	assert_string_equal(response_header(&resp, "Auth-Pass"), "m4ster");
+	authhttp_response_clear(&resp);
+	/* imap: a ticket */
+	l.proto = DG_PROTO_IMAP;
+	assert_int_equal(credentials_respond(&rt->cred, &resp, "127.0.0.1", "10143", &l,
+					     &why), 0);
+	assert_string_equal(response_header(&resp, "Auth-User"), "alice");
+	assert_true(strncmp(response_header(&resp, "Auth-Pass"), "v4.public.", 10) == 0);
+	authhttp_response_clear(&resp);
+	/* pop3: passthrough */
+	l.proto = DG_PROTO_POP3;
+	assert_int_equal(credentials_respond(&rt->cred, &resp, "127.0.0.1", "10110", &l,
+					     &why), 0);
+	assert_string_equal(response_header(&resp, "Auth-Pass"), "pw");
+	authhttp_response_clear(&resp);
+
+	/* per-protocol checks: the separator matters for master only, the
+	   plaintext password for passthrough only */
+	assert_false(credentials_user_ok(&rt->cred, DG_PROTO_SMTP, "a*b", 3, &why));
+	assert_true(credentials_user_ok(&rt->cred, DG_PROTO_IMAP, "a*b", 3, &why));
+	assert_false(credentials_method_ok(&rt->cred, DG_PROTO_POP3, AUTHHTTP_METHOD_APOP,
+					   &why));
+	assert_true(credentials_method_ok(&rt->cred, DG_PROTO_IMAP, AUTHHTTP_METHOD_APOP,
+					  &why));
+	assert_string_equal(cred_mode_name(credentials_mode(&rt->cred, DG_PROTO_SMTP)),
+			    "master");
+	runtime_unref(rt);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -715,6 +830,9 @@ int main(void)
 		T(test_ticket_key_errors),
 		T(test_ticket_response),
 		T(test_ticket_decision),
+		T(test_per_protocol_modes),
+		T(test_per_protocol_mode_errors),
+		T(test_per_protocol_credentials),
 	};
 
 	if (sodium_init() < 0)
