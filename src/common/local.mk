@@ -5,6 +5,7 @@ noinst_LIBRARIES += src/common/libdgcommon.a
 src_common_libdgcommon_a_SOURCES = \
 	src/common/schemes.c src/common/schemes.h \
 	src/common/passwd_file.c src/common/passwd_file.h \
+	src/common/hexbyte.h \
 	src/common/ticket.c src/common/ticket.h \
 	src/common/keyring.c src/common/keyring.h
 src_common_libdgcommon_a_CFLAGS = $(AM_CFLAGS) $(SODIUM_CFLAGS) $(OPENSSL_CFLAGS) $(CRYPT_CFLAGS)

@@ -1,4 +1,5 @@
 #include "authhttp.h"
+#include "hexbyte.h"
 
 #include <arpa/inet.h>
 #include <sodium.h>
@@ -31,17 +32,6 @@ int dg_proto_parse(const char *name, enum dg_proto *proto_r)
    "%zz" through unchanged, and we want to refuse it (nginx always escapes '%'
    itself, so a stray one means the request did not come from nginx). */
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 int authhttp_decode(const char *in, size_t inlen, char **out, size_t *outlen)
 {
 	char *buf = malloc(inlen + 1);
@@ -50,19 +40,15 @@ int authhttp_decode(const char *in, size_t inlen, char **out, size_t *outlen)
 	if (buf == NULL)
 		return -1;
 	for (size_t i = 0; i < inlen; i++) {
-		int hi, lo;
+		unsigned char byte;
 
 		if (in[i] != '%') {
 			buf[o++] = in[i];
 			continue;
 		}
-		if (i + 2 >= inlen)
+		if (!hex_byte(in + i + 1, inlen - i - 1, &byte))
 			goto bad;
-		hi = hexval(in[i + 1]);
-		lo = hexval(in[i + 2]);
-		if (hi < 0 || lo < 0)
-			goto bad;
-		buf[o++] = (char)(hi << 4 | lo);
+		buf[o++] = (char)byte;
 		i += 2;
 	}
 	buf[o] = '\0';

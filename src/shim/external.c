@@ -1,4 +1,5 @@
 #include "external.h"
+#include "hexbyte.h"
 
 #include <errno.h>
 #include <openssl/bio.h>
@@ -203,17 +204,6 @@ static int fingerprint(X509 *x, char *out, size_t outlen)
    characters as "\c" and bytes as "\XX"; an escaped ',' or '+' is part of
    the value, never a separator. */
 
-static int hexdigit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Unescapes one attribute value starting at p into out; returns the end
    (the separator or the string's end), NULL if malformed or too long. */
 static const char *dn_value(const char *p, char *out, size_t outlen)
@@ -224,8 +214,7 @@ static const char *dn_value(const char *p, char *out, size_t outlen)
 		unsigned char c = (unsigned char)*p++;
 
 		if (c == '\\') {
-			if (hexdigit(p[0]) >= 0 && hexdigit(p[1]) >= 0) {
-				c = (unsigned char)(hexdigit(p[0]) << 4 | hexdigit(p[1]));
+			if (hex_byte(p, strnlen(p, 2), &c)) {
 				p += 2;
 			} else if (*p != '\0') {
 				c = (unsigned char)*p++;
