@@ -5,11 +5,9 @@ stopped by pid at the end. A failing test gets the three daemons' log tails
 in its report.
 """
 import os
-import re
 import shutil
 import sys
 import tempfile
-import time
 
 import pytest
 
@@ -17,36 +15,10 @@ SRC_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file
 sys.path.insert(0, os.path.join(SRC_DIR, "tests", "chain"))
 
 from chain import Chain  # noqa: E402
+from helpers import LogWatch, watch_logs  # noqa: E402,F401
 
 BUILD_DIR = os.environ.get("BUILD_DIR") or os.path.join(SRC_DIR, "build")
 LIVE_CHAINS = []  # running chains, whose logs a failing test report shows
-
-
-class LogWatch:
-    """Reads a log from a remembered offset, so a test sees only its own lines."""
-
-    def __init__(self, path):
-        self.path = path
-        self.offset = os.path.getsize(path)
-
-    def text(self):
-        with open(self.path, "rb") as f:
-            f.seek(self.offset)
-            return f.read().decode("utf-8", "replace")
-
-    def wait_for(self, pattern, timeout=10.0):
-        """First match of `pattern` among the new lines; fails with what was seen."""
-        rx = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        while True:
-            for line in self.text().splitlines():
-                m = rx.search(line)
-                if m:
-                    return m
-            if time.monotonic() >= deadline:
-                raise AssertionError(f"no line matching {pattern!r} in {self.path}; new lines:\n"
-                                     + self.text()[-4000:])
-            time.sleep(0.05)
 
 
 def start_chain(**kwargs):
@@ -90,9 +62,7 @@ def master_chain():
 @pytest.fixture
 def logs(chain):
     """Fresh watchers on the three logs, positioned at the start of the test."""
-    e = chain.env
-    return {"auth": LogWatch(e["LOG_AUTH"]), "dovecot": LogWatch(e["LOG_DOVECOT"]),
-            "nginx": LogWatch(e["LOG_NGINX"])}
+    return watch_logs(chain)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -4,7 +4,6 @@ Every test uses a real client (imaplib, poplib, smtplib, curl) against the
 private nginx and checks what an operator would check: the client's answer,
 dovegate-auth's decision line and Dovecot's Login: line.
 """
-import base64
 import email.utils
 import imaplib
 import poplib
@@ -15,28 +14,7 @@ import time
 import uuid
 
 import pytest
-from conftest import LogWatch
-
-
-def user(chain, name):
-    for u, password, scheme in chain.users:
-        if u == name:
-            return u, password
-    raise KeyError(name)
-
-
-def imap(chain, port_key="NGINX_IMAP_PORT"):
-    return imaplib.IMAP4("127.0.0.1", int(chain.env[port_key]), timeout=15)
-
-
-def decision(logs, **fields):
-    """Wait for dovegate-auth's decision line carrying all `fields`."""
-    parts = [rf"(?=.*\b{k}={re.escape(str(v))}(?:\s|$))" for k, v in fields.items()]
-    return logs["auth"].wait_for(r"\bdecision\b" + "".join(parts) + r".*?\bsession=(\S+).*")
-
-
-def login_line(logs, service, username):
-    return logs["dovecot"].wait_for(rf"{service}-login: Info: Login: user=<{re.escape(username)}>.*")
+from helpers import LogWatch, auth_http, decision, imap, login_line, nginx_headers, user  # noqa: F401
 
 
 def test_endpoints_env_names_the_running_chain(chain):
@@ -184,23 +162,6 @@ def test_curl_lists_inbox_through_nginx(chain):
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     assert "INBOX" in out.stdout
-
-
-def auth_http(chain, headers):
-    """Ask dovegate-auth directly, as nginx would; returns the response headers."""
-    argv = ["curl", "-sS", "-0", "-D", "-", "-o", "/dev/null", "--max-time", "10"]
-    for k, v in headers.items():
-        argv += ["-H", f"{k}: {v}"]
-    out = subprocess.run(argv + [chain.env["AUTH_HTTP_URL"]], capture_output=True, text=True, timeout=20)
-    assert out.returncode == 0, out.stderr
-    return {k.strip().lower(): v.strip() for k, v in
-            (l.split(":", 1) for l in out.stdout.splitlines()[1:] if ":" in l)}
-
-
-def nginx_headers(chain, name, password, proto="imap"):
-    return {"Auth-Method": "plain", "Auth-User": name, "Auth-Pass": password,
-            "Auth-Protocol": proto, "Auth-Login-Attempt": "1", "Client-IP": "192.0.2.7",
-            chain.env["AUTH_HTTP_SECRET_HEADER"]: chain.env["AUTH_HTTP_SECRET"]}
 
 
 def test_auth_http_without_secret_is_refused(chain, logs):

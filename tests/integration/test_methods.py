@@ -10,7 +10,8 @@ import smtplib
 import ssl
 
 import pytest
-from conftest import LogWatch, start_chain, stop_chain
+from conftest import start_chain, stop_chain
+from helpers import LogWatch, decision, login_line, watch_logs  # noqa: F401
 
 USERS = [
     ("alice", "alice-pass-1", "SHA512-CRYPT"),
@@ -29,22 +30,11 @@ def mchain():
 
 @pytest.fixture
 def logs(mchain):
-    e = mchain.env
-    return {"auth": LogWatch(e["LOG_AUTH"]), "dovecot": LogWatch(e["LOG_DOVECOT"]),
-            "nginx": LogWatch(e["LOG_NGINX"])}
+    return watch_logs(mchain)
 
 
 def password(name):
     return next(p for u, p, _ in USERS if u == name)
-
-
-def decision(logs, **fields):
-    parts = [rf"(?=.*\b{k}={re.escape(str(v))}(?:\s|$))" for k, v in fields.items()]
-    return logs["auth"].wait_for(r"\bdecision\b" + "".join(parts) + r".*")
-
-
-def login_line(logs, service, username):
-    return logs["dovecot"].wait_for(rf"{service}-login: Info: Login: user=<{re.escape(username)}>.*")
 
 
 def imap(chain):

@@ -18,8 +18,8 @@ import imaplib
 import pytest
 
 from chain import CHAIN_DIR, wait_for_greeting
-from conftest import BUILD_DIR, LogWatch, start_chain, stop_chain
-from test_login import decision, user
+from conftest import BUILD_DIR, start_chain, stop_chain
+from helpers import decision, user, watch_logs
 
 SQL_USER, SQL_PASSWORD = "dave", "dave-sql-pass-4"
 
@@ -80,12 +80,6 @@ def tcp_chain():
     stop_chain(c)
 
 
-def watch(chain):
-    e = chain.env
-    return {"auth": LogWatch(e["LOG_AUTH"]), "dovecot": LogWatch(e["LOG_DOVECOT"]),
-            "nginx": LogWatch(e["LOG_NGINX"])}
-
-
 def login(chain, name, password):
     """(True, "") on success, (False, Dovecot/nginx's answer) on NO."""
     c = imaplib.IMAP4("127.0.0.1", int(chain.env["NGINX_IMAP_PORT"]), timeout=30)
@@ -102,14 +96,14 @@ def login(chain, name, password):
 
 
 def test_good_login_via_dovecot_unix(unix_chain):
-    logs = watch(unix_chain)
+    logs = watch_logs(unix_chain)
     name, password = user(unix_chain, "alice")
     assert login(unix_chain, name, password) == (True, "")
     decision(logs, proto="imap", method="plain", user=name, result="ok")
 
 
 def test_wrong_password_fails_and_dovecot_sees_client_and_session(unix_chain):
-    logs = watch(unix_chain)
+    logs = watch_logs(unix_chain)
     name, _ = user(unix_chain, "bob")
     ok, answer = login(unix_chain, name, "not-bobs-password")
     assert not ok
@@ -122,7 +116,7 @@ def test_wrong_password_fails_and_dovecot_sees_client_and_session(unix_chain):
 
 
 def test_unknown_user_fails(unix_chain):
-    logs = watch(unix_chain)
+    logs = watch_logs(unix_chain)
     ok, _ = login(unix_chain, "nobody-here", "whatever")
     assert not ok
     decision(logs, user="nobody-here", result="fail")
@@ -130,7 +124,7 @@ def test_unknown_user_fails(unix_chain):
 
 def test_submission_and_pop3_via_dovecot(unix_chain):
     """nginx's "smtp" is sent to Dovecot as service=submission."""
-    logs = watch(unix_chain)
+    logs = watch_logs(unix_chain)
     name, password = user(unix_chain, "alice")
     with smtplib.SMTP("127.0.0.1", int(unix_chain.env["NGINX_SUBMISSION_PORT"]), timeout=15) as s:
         s.ehlo("client.example")
@@ -144,7 +138,7 @@ def test_submission_and_pop3_via_dovecot(unix_chain):
 
 
 def test_sqlite_passdb_behind_dovecot(sql_chain):
-    logs = watch(sql_chain)
+    logs = watch_logs(sql_chain)
     assert login(sql_chain, SQL_USER, SQL_PASSWORD) == (True, "")
     decision(logs, user=SQL_USER, result="ok")
     ok, _ = login(sql_chain, SQL_USER, "wrong")
@@ -158,7 +152,7 @@ def test_sqlite_passdb_behind_dovecot(sql_chain):
 def test_local_file_first_then_dovecot(unix_chain):
     """carol in the local file (own password) wins over Dovecot's carol; a
     wrong password for her stops there, even if it is Dovecot's password."""
-    logs = watch(unix_chain)
+    logs = watch_logs(unix_chain)
     local = unix_chain.path("etc", "users-local")
     hashed = unix_chain.hash_password("carol-local-pw", "SHA512-CRYPT")
     with open(local + ".tmp", "w") as f:
@@ -215,7 +209,7 @@ def restart_dovecot(chain):
 
 
 def test_dovecot_down_fails_fast_then_recovers(unix_chain):
-    logs = watch(unix_chain)
+    logs = watch_logs(unix_chain)
     name, password = user(unix_chain, "alice")
     stop_dovecot(unix_chain)
     try:
@@ -239,7 +233,7 @@ def test_dovecot_down_fails_fast_then_recovers(unix_chain):
 
 
 def test_reload_keeps_the_connection(unix_chain):
-    logs = watch(unix_chain)
+    logs = watch_logs(unix_chain)
     unix_chain.procs["dovegate-auth"].send_signal(signal.SIGHUP)
     logs["auth"].wait_for(r"configuration reloaded")
     name, password = user(unix_chain, "alice")
@@ -248,7 +242,7 @@ def test_reload_keeps_the_connection(unix_chain):
 
 
 def test_good_and_bad_login_via_dovecot_tcp(tcp_chain):
-    logs = watch(tcp_chain)
+    logs = watch_logs(tcp_chain)
     name, password = user(tcp_chain, "alice")
     assert login(tcp_chain, name, password) == (True, "")
     decision(logs, user=name, result="ok")

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from test_login import auth_http, decision, imap, login_line, nginx_headers, user
+from helpers import auth_http, decision, imap, login_line, nginx_headers, user
 
 
 def dovegate(chain, *args, check=True):

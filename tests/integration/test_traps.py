@@ -20,7 +20,7 @@ import time
 import pytest
 from chain import DEMO_USERS
 from conftest import LogWatch, start_chain, stop_chain
-from test_login import auth_http, nginx_headers
+from helpers import nginx_headers
 
 # '+', ' ', '%' (followed by hex digits: never decoded twice), both quotes
 # and a UTF-8 letter: nginx escapes only the space and the '%'.

@@ -24,7 +24,7 @@ import time
 import pytest
 
 from conftest import LogWatch, start_chain, stop_chain
-from test_login import auth_http, nginx_headers, user
+from helpers import auth_http, nginx_headers, user
 from test_tickets import good_claims, mint, proxy_login
 
 VALGRIND = "/usr/bin/valgrind"
