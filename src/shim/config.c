@@ -34,9 +34,11 @@ struct key_def {
 #define FIELD(f) offsetof(struct dg_config, f)
 #define FIELD_PTR(cfg, def, type) ((type *)((char *)(cfg) + (def)->offset))
 
+static set_fn set_uint_size;
 static set_fn set_string, set_path, set_uint, set_mode, set_listen, set_token,
 	set_log_target, set_driver, set_scheme, set_backend, set_cred_mode,
-	set_name, set_audience, set_domains, set_relay_backend, set_user_from;
+	set_name, set_audience, set_domains, set_relay_backend, set_user_from,
+	set_yes_no, set_trusted;
 
 /* Same order as enum config_key. */
 static const struct key_def keys[CK_COUNT] = {
@@ -74,6 +76,16 @@ static const struct key_def keys[CK_COUNT] = {
 	{ "relay", "backend", set_relay_backend, FIELD(relay_backend), 0, 0 },
 	{ "external", "user_from", set_user_from, FIELD(external_user_from), 0, 0 },
 	{ "external", "map_file", set_path, FIELD(external_map_file), 0, 0 },
+	{ "penalty", "enabled", set_yes_no, FIELD(penalty_enabled), 0, 0 },
+	{ "penalty", "ipv4_prefix", set_uint, FIELD(penalty.v4_prefix), 1, 32 },
+	{ "penalty", "ipv6_prefix", set_uint, FIELD(penalty.v6_prefix), 1, 128 },
+	{ "penalty", "max_delay", set_uint, FIELD(penalty.max_delay), 1, 3600 },
+	{ "penalty", "attempts", set_uint, FIELD(penalty.max_attempts), 0, 1000 },
+	{ "penalty", "forget_after", set_uint, FIELD(penalty.forget_after), 1, 86400 },
+	{ "penalty", "exempt_after_success", set_uint, FIELD(penalty.exempt_after_success),
+	  0, 86400 },
+	{ "penalty", "max_entries", set_uint_size, FIELD(penalty.max_entries), 16, 10000000 },
+	{ "penalty", "trusted_networks", set_trusted, FIELD(penalty_trusted), 0, 0 },
 };
 
 /* CK_CRED_IMAP_MODE + proto is that protocol's key */
@@ -82,7 +94,8 @@ _Static_assert(CK_CRED_POP3_MODE == CK_CRED_IMAP_MODE + DG_PROTO_POP3 &&
 	       "per-protocol credentials keys follow enum dg_proto");
 
 static const char *const sections[] = {
-	"server", "log", "passdb", "backend", "credentials", "ticket", "cache", "relay", "external", NULL
+	"server", "log", "passdb", "backend", "credentials", "ticket", "cache", "relay", "external",
+	"penalty", NULL
 };
 
 const char *cred_mode_name(enum cred_mode mode)
@@ -203,6 +216,77 @@ static int set_uint(struct dg_config *cfg, const struct key_def *def,
 		snprintf(why, whylen, "must be a number from %u to %u", def->min, def->max);
 		return -1;
 	}
+	return 0;
+}
+
+static int set_uint_size(struct dg_config *cfg, const struct key_def *def,
+			 const char *value, char *why, size_t whylen)
+{
+	unsigned v;
+
+	if (parse_number(value, 10, def->min, def->max, &v) < 0) {
+		snprintf(why, whylen, "must be a number from %u to %u", def->min, def->max);
+		return -1;
+	}
+	*FIELD_PTR(cfg, def, size_t) = v;
+	return 0;
+}
+
+static int set_yes_no(struct dg_config *cfg, const struct key_def *def,
+		      const char *value, char *why, size_t whylen)
+{
+	if (strcmp(value, "yes") != 0 && strcmp(value, "no") != 0) {
+		snprintf(why, whylen, "must be yes or no");
+		return -1;
+	}
+	*FIELD_PTR(cfg, def, bool) = strcmp(value, "yes") == 0;
+	return 0;
+}
+
+/* CIDR networks (or single addresses) separated by spaces; empty: none. */
+static int set_trusted(struct dg_config *cfg, const struct key_def *def,
+		       const char *value, char *why, size_t whylen)
+{
+	struct penalty_net *nets = NULL;
+	size_t count = 0;
+	const char *p = value;
+
+	(void)def;
+	while (*p != '\0') {
+		size_t len = strcspn(p, " \t,");
+		char item[64];
+		const char *error = "invalid";
+		struct penalty_net *grown;
+
+		if (len == 0) {
+			p++;
+			continue;
+		}
+		if (len >= sizeof(item)) {
+			snprintf(why, whylen, "'%.*s': not a network", (int)len, p);
+			free(nets);
+			return -1;
+		}
+		memcpy(item, p, len);
+		item[len] = '\0';
+		grown = realloc(nets, (count + 1) * sizeof(*nets));
+		if (grown == NULL) {
+			snprintf(why, whylen, "out of memory");
+			free(nets);
+			return -1;
+		}
+		nets = grown;
+		if (penalty_net_parse(item, &nets[count], &error) < 0) {
+			snprintf(why, whylen, "'%s': %s", item, error);
+			free(nets);
+			return -1;
+		}
+		count++;
+		p += len;
+	}
+	free(cfg->penalty_trusted);
+	cfg->penalty_trusted = nets;
+	cfg->penalty_trusted_count = count;
 	return 0;
 }
 
@@ -753,6 +837,8 @@ static int set_defaults(struct dg_config *cfg, const char *path)
 	cfg->cache_ttl = 300;
 	cfg->cache_negative_ttl = 30;
 	cfg->cache_size = 100000;
+	cfg->penalty_enabled = true;
+	penalty_config_defaults(&cfg->penalty);
 	cfg->path = strdup(path);
 	cfg->dir = absolute_dir(path);
 	cfg->secret_header = strdup("X-Dovegate-Secret");
@@ -898,6 +984,8 @@ int config_load(const char *path, struct dg_config *cfg, char *err, size_t errle
 		config_free(cfg);
 		return -1;
 	}
+	cfg->penalty.trusted = cfg->penalty_trusted;
+	cfg->penalty.trusted_count = cfg->penalty_trusted_count;
 	return 0;
 }
 
@@ -926,5 +1014,6 @@ void config_free(struct dg_config *cfg)
 	free(cfg->ticket_audience);
 	free(cfg->relay_domains);
 	free(cfg->external_map_file);
+	free(cfg->penalty_trusted);
 	memset(cfg, 0, sizeof(*cfg));
 }

@@ -10,6 +10,7 @@
 #include "authhttp.h"
 #include "backend.h"
 #include "log.h"
+#include "penalty.h"
 
 #ifndef SYSCONFDIR
 #define SYSCONFDIR "/etc"
@@ -38,6 +39,9 @@ enum config_key {
 	CK_CACHE_TTL, CK_CACHE_NEGATIVE_TTL, CK_CACHE_SIZE,
 	CK_RELAY_DOMAINS, CK_RELAY_BACKEND,
 	CK_EXTERNAL_USER_FROM, CK_EXTERNAL_MAP_FILE,
+	CK_PENALTY_ENABLED, CK_PENALTY_IPV4_PREFIX, CK_PENALTY_IPV6_PREFIX,
+	CK_PENALTY_MAX_DELAY, CK_PENALTY_ATTEMPTS, CK_PENALTY_FORGET_AFTER,
+	CK_PENALTY_EXEMPT_AFTER_SUCCESS, CK_PENALTY_MAX_ENTRIES, CK_PENALTY_TRUSTED,
 	CK_COUNT
 };
 
@@ -107,6 +111,12 @@ struct dg_config {
 	/* [external]: Auth-Method external (client certificates), external.h */
 	int external_user_from;         /* enum external_rule */
 	char *external_map_file;        /* absolute; NULL: none */
+	/* [penalty]: brute-force protection (penalty.h). The state itself lives
+	   outside the runtime; this is only what penalty_configure() applies. */
+	bool penalty_enabled;
+	struct penalty_config penalty;  /* .trusted points at penalty_trusted */
+	struct penalty_net *penalty_trusted;
+	size_t penalty_trusted_count;
 };
 
 /* Parse and check `path`; on error fills err and returns -1 (cfg is then

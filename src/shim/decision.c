@@ -13,6 +13,7 @@
 
 #include "cache.h"
 #include "external.h"
+#include "penalty.h"
 #include "schemes.h"
 #include "session.h"
 
@@ -55,6 +56,12 @@ struct decision {
 	const char *default_scheme;
 	enum scheme_result verified;
 	const char *verify_error;
+
+	/* brute-force protection, for the log; penalty_logged false: not consulted */
+	bool penalty_logged;
+	unsigned penalty_score;
+	unsigned penalty_delay;         /* 0 with penalty_close */
+	bool penalty_close;
 };
 
 static enum dg_proto reply_proto(const struct decision *d)
@@ -95,6 +102,8 @@ static void outcome_unsupported(struct decision *d, const char *detail)
 	set_detail(d, detail);
 	authhttp_response_unsupported(&d->resp, reply_proto(d));
 }
+
+static time_t monotonic_seconds(void);
 
 static void outcome_ok(struct decision *d, const char *mode)
 {
@@ -138,6 +147,13 @@ static void log_decision(struct decision *d)
 	else
 		kv_add(&kv, "attempt", NULL);
 	kv_add(&kv, "cache", d->cache_state);
+	if (d->penalty_logged) {
+		kv_addf(&kv, "penalty", "%u", d->penalty_score);
+		if (d->penalty_close)
+			kv_add(&kv, "delay", "close");
+		else
+			kv_addf(&kv, "delay", "%u", d->penalty_delay);
+	}
 	kv_addf(&kv, "duration_ms", "%.1f", elapsed_ms(&d->start));
 	dglog(d->log, ok || strcmp(d->result, "fail") == 0 ? LOG_INFO : LOG_WARNING,
 	      "%s", kv_str(&kv));
@@ -162,9 +178,87 @@ static void check_response(struct decision *d)
 	}
 }
 
+/* ---- brute-force protection ----------------------------------------------- */
+
+/* Failures that cost the client: a wrong user or password, or credentials
+   we refuse. Temporary failures and refusals of a valid login never count. */
+static bool counts_as_failure(const struct decision *d)
+{
+	static const char *const reasons[] = {
+		"bad_password", "unknown_user", "bad_request", "bad_credentials", NULL
+	};
+
+	if (d->result == NULL || strcmp(d->result, "fail") != 0 || d->reason == NULL)
+		return false;
+	for (size_t i = 0; reasons[i] != NULL; i++)
+		if (strcmp(d->reason, reasons[i]) == 0)
+			return true;
+	return false;
+}
+
+/* Auth-Wait becomes the penalty's delay; none at all makes nginx close the
+   client connection (the attempt cap). */
+static void set_wait(struct authhttp_response *resp, const struct penalty_decision *pd)
+{
+	char value[16];
+
+	for (size_t i = 0; i < resp->count; i++) {
+		struct authhttp_header *h = &resp->headers[i];
+		char *copy;
+
+		if (strcmp(h->name, "Auth-Wait") != 0)
+			continue;
+		if (pd->close) {
+			free(h->value);
+			memmove(h, h + 1, (resp->count - i - 1) * sizeof(*h));
+			resp->count--;
+			return;
+		}
+		snprintf(value, sizeof(value), "%u", pd->delay > 0 ? pd->delay : 1);
+		copy = strdup(value);
+		if (copy == NULL)
+			return;         /* keep the fixed wait */
+		free(h->value);
+		h->value = copy;
+		return;
+	}
+}
+
+/* The real client (d->rip: Proxy-Protocol-Addr, else Client-IP) pays for a
+   failure and is cleared by a success. */
+static void apply_penalty(struct decision *d)
+{
+	struct penalty *p = d->rt->penalty;
+	const struct authhttp_request *r = &d->req;
+	struct penalty_addr ip;
+	struct penalty_decision pd;
+
+	if (p == NULL || d->result == NULL || d->rip[0] == '\0' ||
+	    penalty_addr_parse(d->rip, &ip) < 0)
+		return;
+	if (strcmp(d->result, "ok") == 0) {
+		/* method none routes without credentials: no proof of anything */
+		if (r->method != AUTHHTTP_METHOD_NONE)
+			penalty_success(p, &ip, r->user, monotonic_seconds());
+		return;
+	}
+	if (!counts_as_failure(d))
+		return;
+	penalty_fail(p, &ip, r->user, r->pass, r->pass != NULL ? r->pass_len : 0,
+		     r->attempt > UINT32_MAX ? UINT32_MAX : (unsigned)r->attempt,
+		     monotonic_seconds(), &pd);
+	set_wait(&d->resp, &pd);
+	d->penalty_logged = true;
+	d->penalty_score = pd.score;
+	d->penalty_delay = pd.close ? 0 : pd.delay > 0 ? pd.delay : 1;
+	d->penalty_close = pd.close;
+}
+
 static void finish(struct decision *d)
 {
 	check_response(d);
+	/* after the check: an answer it turned into an error is no success */
+	apply_penalty(d);
 	log_decision(d);
 	d->reply(d->reply_ctx, &d->resp);
 	authhttp_response_clear(&d->resp);

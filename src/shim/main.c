@@ -34,6 +34,8 @@ struct app {
 	struct event_base *base;
 	struct server *server;
 	struct workers *workers;
+	/* brute-force scores: outlive every runtime, so they survive SIGHUP */
+	struct penalty *penalty;
 	struct event *sig_term, *sig_int, *sig_hup, *drain_timer;
 	bool stopping;
 };
@@ -157,6 +159,11 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 		runtime_unref(rt);
 		return;
 	}
+	if (runtime_attach_penalty(rt, app->penalty, err, sizeof(err)) < 0) {
+		/* only ENOMEM: penalty_configure() left the previous settings */
+		dglog(&app->log, LOG_ERR, "%s; keeping the previous [penalty] settings", err);
+		rt->penalty = server_runtime(app->server)->penalty;
+	}
 	warn_restart_only(app, &server_runtime(app->server)->cfg, &rt->cfg);
 	server_set_runtime(app->server, rt);
 	dglog_set_target(&app->log, rt->cfg.log_target);
@@ -258,6 +265,16 @@ static int run(struct app *app)
 		return 1;
 	}
 	dglog_set_target(&app->log, rt->cfg.log_target);
+	app->penalty = penalty_new();
+	if (app->penalty == NULL ||
+	    runtime_attach_penalty(rt, app->penalty, err, sizeof(err)) < 0) {
+		dglog(&app->log, LOG_ERR, "%s", app->penalty == NULL ?
+		      "out of memory for the penalty table" : err);
+		runtime_unref(rt);
+		penalty_free(app->penalty);
+		stop(app);
+		return 1;
+	}
 	/* Dovecot is connected after dropping privileges, like every reconnect */
 	if (start(app, rt, err, sizeof(err)) < 0 ||
 	    passdb_attach(rt->passdb, app->base, &app->log, NULL, err, sizeof(err)) < 0) {
@@ -272,6 +289,8 @@ static int run(struct app *app)
 	}
 	runtime_unref(rt);
 	stop(app);
+	/* after stop(): no decision is left to use it */
+	penalty_free(app->penalty);
 	return rc;
 }
 

@@ -139,6 +139,21 @@ struct runtime *runtime_load(const char *config_path, bool strict,
 	return rt;
 }
 
+int runtime_attach_penalty(struct runtime *rt, struct penalty *p, char *err, size_t errlen)
+{
+	const char *why = "invalid settings";
+
+	rt->penalty = NULL;
+	if (!rt->cfg.penalty_enabled || p == NULL)
+		return 0;
+	if (penalty_configure(p, &rt->cfg.penalty, &why) < 0) {
+		snprintf(err, errlen, "%s: [penalty] %s", rt->cfg.path, why);
+		return -1;
+	}
+	rt->penalty = p;
+	return 0;
+}
+
 struct runtime *runtime_ref(struct runtime *rt)
 {
 	rt->refs++;

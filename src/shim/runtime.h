@@ -16,6 +16,7 @@
 #include "credentials.h"
 #include "log.h"
 #include "passdb.h"
+#include "penalty.h"
 #include "secret.h"
 
 struct runtime {
@@ -32,6 +33,10 @@ struct runtime {
 	char *dummy_hash;
 	/* [external] map_file, read with the config (NULL: no map) */
 	struct external_map *external_map;
+	/* Brute-force state: NOT part of the reloadable runtime. Owned by the
+	   process (main.c) so that scores survive SIGHUP; borrowed here. NULL:
+	   [penalty] enabled = no (or not attached, e.g. tools and tests). */
+	struct penalty *penalty;
 };
 
 /* strict: an unusable users file is an error (config test, reload).
@@ -39,6 +44,9 @@ struct runtime {
    file becomes usable. Errors are "CONFIG:LINE: message". */
 struct runtime *runtime_load(const char *config_path, bool strict,
 			     struct dglog *log, char *err, size_t errlen);
+/* Applies rt's [penalty] settings to the process-wide state p (keeping
+   every score) and lets rt's decisions use it. -1 with err on ENOMEM. */
+int runtime_attach_penalty(struct runtime *rt, struct penalty *p, char *err, size_t errlen);
 struct runtime *runtime_ref(struct runtime *rt);
 void runtime_unref(struct runtime *rt);
 

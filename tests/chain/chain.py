@@ -124,7 +124,7 @@ class Chain:
 
     def __init__(self, state_dir, build_dir, users=DEMO_USERS, dovecot_pre="", dovecot_post="",
                  credentials="ticket", passdb="file", imap_auth="plain login",
-                 pop3_auth="plain", proto_credentials=None, auth_timeout=5):
+                 pop3_auth="plain", proto_credentials=None, auth_timeout=5, penalty=None):
         """dovecot_pre/dovecot_post: extra Dovecot settings for a test, placed
         before the dovegate snippet (e.g. a passdb that must come first) and
         at the end (later settings override earlier ones). credentials:
@@ -137,13 +137,15 @@ class Chain:
         cram-md5 or apop only makes sense for users stored as PLAIN).
         proto_credentials: per-protocol modes, e.g. {"smtp": "master"}
         (dovegate-auth's imap_mode/pop3_mode/smtp_mode; default: none, all
-        follow credentials). auth_timeout: dovegate-auth's [server] timeout."""
+        follow credentials). auth_timeout: dovegate-auth's [server] timeout.
+        penalty: extra [penalty] keys, e.g. {"attempts": 3} (default: none)."""
         self.imap_auth = imap_auth
         self.pop3_auth = pop3_auth
         self.state = os.path.abspath(state_dir)
         self.credentials = credentials
         self.proto_credentials = dict(proto_credentials or {})
         self.auth_timeout = auth_timeout
+        self.penalty = dict(penalty or {})
         self.passdb = passdb
         self.dovecot_pre = dovecot_pre
         self.dovecot_post = dovecot_post
@@ -219,6 +221,7 @@ class Chain:
             "LMTP_SOCKET": self.path("dovecot-base", "lmtp"),
             "AUTH_USERS_FILE": self.path("etc", "users"),
             "AUTH_PASSDB_EXTRA": "",
+            "AUTH_PENALTY": "".join(f"{k} = {v}\n" for k, v in self.penalty.items()),
             "DOVECOT_AUTH_CLIENT_PORT": ports[10],
             # IMAP over TLS with client certificates (AUTHENTICATE EXTERNAL)
             "NGINX_IMAPS_PORT": ports[11],

@@ -349,6 +349,62 @@ static void test_methods_sections(void **state)
 	expect_error(t, text, 24, "user_from: must be cn, email or map");
 }
 
+/* [penalty]: defaults (on, nothing trusted), values and their errors. */
+static void test_penalty_section(void **state)
+{
+	struct tmpdir *t = *state;
+	struct dg_config cfg;
+	char text[2048];
+
+	assert_int_equal(load(t, VALID, &cfg), 0);
+	assert_true(cfg.penalty_enabled);
+	assert_int_equal(cfg.penalty.v4_prefix, 32);
+	assert_int_equal(cfg.penalty.v6_prefix, 64);
+	assert_int_equal(cfg.penalty.max_delay, 15);
+	assert_int_equal(cfg.penalty.max_attempts, 5);
+	assert_int_equal(cfg.penalty.forget_after, 300);
+	assert_int_equal(cfg.penalty.exempt_after_success, 600);
+	assert_int_equal(cfg.penalty.max_entries, 65536);
+	assert_int_equal(cfg.penalty.trusted_count, 0);
+	config_free(&cfg);
+
+	snprintf(text, sizeof(text), "%s[penalty]\nenabled = no\nipv4_prefix = 24\n"
+		 "ipv6_prefix = 48\nmax_delay = 8\nattempts = 3\nforget_after = 60\n"
+		 "exempt_after_success = 0\nmax_entries = 1000\n"
+		 "trusted_networks = 10.0.0.0/8  2001:db8::/32 192.0.2.1\n", VALID);
+	assert_int_equal(load(t, text, &cfg), 0);
+	assert_false(cfg.penalty_enabled);
+	assert_int_equal(cfg.penalty.v4_prefix, 24);
+	assert_int_equal(cfg.penalty.v6_prefix, 48);
+	assert_int_equal(cfg.penalty.max_delay, 8);
+	assert_int_equal(cfg.penalty.max_attempts, 3);
+	assert_int_equal(cfg.penalty.forget_after, 60);
+	assert_int_equal(cfg.penalty.exempt_after_success, 0);
+	assert_int_equal(cfg.penalty.max_entries, 1000);
+	assert_int_equal(cfg.penalty.trusted_count, 3);
+	assert_ptr_equal(cfg.penalty.trusted, cfg.penalty_trusted);
+	assert_int_equal(cfg.penalty_trusted[0].prefix, 8);
+	assert_int_equal(cfg.penalty_trusted[1].prefix, 32);
+	assert_int_equal(cfg.penalty_trusted[2].prefix, 32);
+	config_free(&cfg);
+
+	snprintf(text, sizeof(text), "%s[penalty]\ntrusted_networks =\n", VALID);
+	assert_int_equal(load(t, text, &cfg), 0);
+	assert_int_equal(cfg.penalty.trusted_count, 0);
+	config_free(&cfg);
+
+	snprintf(text, sizeof(text), "%s[penalty]\nenabled = maybe\n", VALID);
+	expect_error(t, text, 24, "enabled: must be yes or no");
+	snprintf(text, sizeof(text), "%s[penalty]\nipv4_prefix = 33\n", VALID);
+	expect_error(t, text, 24, "ipv4_prefix: must be a number from 1 to 32");
+	snprintf(text, sizeof(text), "%s[penalty]\nmax_delay = 0\n", VALID);
+	expect_error(t, text, 24, "max_delay: must be a number from 1 to 3600");
+	snprintf(text, sizeof(text), "%s[penalty]\ntrusted_networks = 10.0.0.0/33\n", VALID);
+	expect_error(t, text, 24, "trusted_networks: '10.0.0.0/33': bad prefix length");
+	snprintf(text, sizeof(text), "%s[penalty]\ntrusted_networks = localhost\n", VALID);
+	expect_error(t, text, 24, "trusted_networks: 'localhost': not an IP address");
+}
+
 static void test_required(void **state)
 {
 	struct tmpdir *t = *state;
@@ -815,6 +871,7 @@ int main(void)
 		T(test_unknown_key),
 		T(test_unknown_section),
 		T(test_methods_sections),
+		T(test_penalty_section),
 		T(test_syntax_errors),
 		T(test_bad_listen),
 		T(test_listen_forms),
