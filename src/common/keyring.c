@@ -1,5 +1,6 @@
 /* Key ring and signing key files (keyring.h). libc + libsodium only. */
 #include "keyring.h"
+#include "readall.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -42,23 +43,6 @@ static const char *check_file(int fd, bool private_only, char *whybuf, size_t wh
 	return NULL;
 }
 
-static ssize_t read_all(int fd, char *buf, size_t cap)
-{
-	size_t got = 0;
-
-	while (got < cap) {
-		ssize_t n = read(fd, buf + got, cap - got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -1;
-		if (n == 0)
-			break;
-		got += (size_t)n;
-	}
-	return (ssize_t)got;
-}
-
 /* At most max bytes of text (no NUL) into a malloc()ed buffer of max + 2
    bytes, NUL-terminated; NULL with *why_r. */
 static char *read_text(int fd, size_t max, const char **why_r)
@@ -70,7 +54,7 @@ static char *read_text(int fd, size_t max, const char **why_r)
 		*why_r = "out of memory";
 		return NULL;
 	}
-	n = read_all(fd, buf, max + 1);
+	n = dg_read_all(fd, buf, max + 1);
 	if (n < 0)
 		*why_r = strerror(errno);
 	else if ((size_t)n > max)

@@ -7,7 +7,8 @@ src_common_libdgcommon_a_SOURCES = \
 	src/common/passwd_file.c src/common/passwd_file.h \
 	src/common/hexbyte.h \
 	src/common/ticket.c src/common/ticket.h \
-	src/common/keyring.c src/common/keyring.h
+	src/common/keyring.c src/common/keyring.h \
+	src/common/readall.c src/common/readall.h
 src_common_libdgcommon_a_CFLAGS = $(AM_CFLAGS) $(SODIUM_CFLAGS) $(OPENSSL_CFLAGS) $(CRYPT_CFLAGS)
 
 # Claims <-> JSON (jansson), for dovegate-auth and the CLI only. Its header

@@ -32,7 +32,8 @@ src_plugin_libauthdb_dovegate_la_SOURCES = src/plugin/passdb_dovegate.c \
 	src/plugin/replay_cache.c src/plugin/replay_cache.h \
 	src/plugin/claims_json.c src/plugin/claims_json.h \
 	src/common/ticket.c src/common/ticket.h \
-	src/common/keyring.c src/common/keyring.h
+	src/common/keyring.c src/common/keyring.h \
+	src/common/readall.c src/common/readall.h
 src_plugin_libauthdb_dovegate_la_CPPFLAGS = \
 	$(LIBDOVECOT_INCLUDE) $(LIBDOVECOT_AUTH_INCLUDE) \
 	-I$(top_srcdir)/src/common $(SODIUM_CFLAGS)

@@ -1,4 +1,5 @@
 #include "secret.h"
+#include "readall.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -54,23 +55,6 @@ static int check_mode(int fd, bool private_only, bool *insecure_r,
 	return 0;
 }
 
-static ssize_t read_all(int fd, char *buf, size_t cap)
-{
-	size_t got = 0;
-
-	while (got < cap) {
-		ssize_t n = read(fd, buf + got, cap - got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -1;
-		if (n == 0)
-			break;
-		got += (size_t)n;
-	}
-	return (ssize_t)got;
-}
-
 int secret_read(const char *path, bool private_only, struct secret *out,
 		bool *insecure_r, char *err, size_t errlen)
 {
@@ -92,7 +76,7 @@ int secret_read(const char *path, bool private_only, struct secret *out,
 		snprintf(err, errlen, "%s: %s", path, why);
 		return -1;
 	}
-	n = read_all(fd, buf, sizeof(buf));
+	n = dg_read_all(fd, buf, sizeof(buf));
 	close(fd);
 	if (n < 0) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
