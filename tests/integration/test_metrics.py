@@ -1,0 +1,199 @@
+"""Prometheus metrics: what a scrape says matches the logins made through
+real nginx with real IMAP/POP3 clients, in a format Prometheus' own parser
+reads (python3-prometheus-client), on a loopback-only listener of its own.
+
+A chain of its own: counters and penalty scores start from nothing, and
+[penalty] max_delay = 1 keeps each failed login at a one-second Auth-Wait.
+"""
+import http.client
+import imaplib
+import os
+import poplib
+import re
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import start_chain, stop_chain
+from helpers import LogWatch, user
+
+
+@pytest.fixture(scope="module")
+def mchain():
+    c = start_chain(penalty={"max_delay": 1})
+    yield c
+    stop_chain(c)
+
+
+def scrape(chain):
+    """{(sample name, sorted label items): value} of one scrape."""
+    with urllib.request.urlopen(chain.env["METRICS_URL"], timeout=10) as r:
+        assert r.status == 200
+        assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        text = r.read().decode()
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def val(samples, name, **labels):
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def delta(before, after, name, **labels):
+    return val(after, name, **labels) - val(before, name, **labels)
+
+
+def total(samples, name):
+    return sum(v for (n, _), v in samples.items() if n == name)
+
+
+def imap_login(chain, name, password):
+    """True if nginx let the login through; a refusal is an answer, not an error."""
+    conn = imaplib.IMAP4("127.0.0.1", int(chain.env["NGINX_IMAP_PORT"]), timeout=20)
+    try:
+        conn.login(name, password)
+        conn.logout()
+        return True
+    except imaplib.IMAP4.error:
+        return False
+
+
+def pop3_login(chain, name, password):
+    conn = poplib.POP3("127.0.0.1", int(chain.env["NGINX_POP3_PORT"]), timeout=20)
+    try:
+        conn.user(name)
+        conn.pass_(password)
+        conn.quit()
+        return True
+    except poplib.error_proto:
+        return False
+
+
+def decisions(log, result):
+    return len(re.findall(rf"\bdecision\b.*\bresult={result}\b", log.text()))
+
+
+def test_counters_match_logins(mchain):
+    """M bad then N good logins: request, failure, cache, penalty and
+    histogram deltas are exactly those logins, as the decision lines say."""
+    log = LogWatch(mchain.env["LOG_AUTH"])
+    before = scrape(mchain)
+    alice, alice_pw = user(mchain, "alice")
+    bad = [("alice", "wrong-1"), ("nobody-here", "wrong-2")]
+    good = [(alice, alice_pw), user(mchain, "bob"), user(mchain, "carol"), (alice, alice_pw)]
+    assert [imap_login(mchain, n, p) for n, p in bad] == [False] * len(bad)
+    assert [imap_login(mchain, n, p) for n, p in good] == [True] * len(good)
+    assert pop3_login(mchain, *user(mchain, "carol"))
+    after = scrape(mchain)
+
+    n_imap, n_all = len(good), len(good) + 1
+    m = len(bad)
+    assert decisions(log, "ok") == n_all and decisions(log, "fail") == m
+    req = "dovegate_auth_requests_total"
+    assert delta(before, after, req, proto="imap", method="plain", result="ok") == n_imap
+    assert delta(before, after, req, proto="pop3", method="plain", result="ok") == 1
+    assert delta(before, after, req, proto="imap", method="plain", result="fail") == m
+    assert total(after, req) - total(before, req) == n_all + m
+    fail = "dovegate_auth_failures_total"
+    assert delta(before, after, fail, proto="imap", result="fail", reason="bad_password") == 1
+    assert delta(before, after, fail, proto="imap", result="fail", reason="unknown_user") == 1
+    # the second alice login and the POP3 carol login (same password) hit the cache
+    assert delta(before, after, "dovegate_auth_cache_hits_total") == 2
+    assert delta(before, after, "dovegate_auth_cache_misses_total") == n_all + m - 2
+    # every failure got the (capped) one-second Auth-Wait
+    assert delta(before, after, "dovegate_auth_penalty_delays_total") == m
+    assert delta(before, after, "dovegate_auth_penalty_delay_seconds_total") == m
+    assert delta(before, after, "dovegate_auth_passdb_errors_total") == 0
+    # the successes cleared 127.0.0.1; the failed users' scores stay
+    assert val(after, "dovegate_auth_penalty_active") == 2
+    assert val(after, "dovegate_auth_users") == len(mchain.users)
+
+
+def test_histogram_counts_every_request(mchain):
+    imap_login(mchain, *user(mchain, "bob"))
+    s = scrape(mchain)
+    count = val(s, "dovegate_auth_request_duration_seconds_count")
+    assert count == total(s, "dovegate_auth_requests_total") > 0
+    assert val(s, "dovegate_auth_request_duration_seconds_bucket", le="+Inf") == count
+    buckets = sorted((float(dict(l)["le"]), v) for (n, l), v in s.items()
+                     if n == "dovegate_auth_request_duration_seconds_bucket")
+    assert [v for _, v in buckets] == sorted(v for _, v in buckets)  # cumulative
+    assert 0 < val(s, "dovegate_auth_request_duration_seconds_sum") < count * 5
+
+
+def wait_for_reloads(chain, result, at_least, timeout=10):
+    deadline = time.monotonic() + timeout
+    while True:
+        n = val(scrape(chain), "dovegate_auth_reloads_total", result=result)
+        if n >= at_least or time.monotonic() > deadline:
+            return n
+        time.sleep(0.1)
+
+
+def test_reload_counters(mchain):
+    pid = mchain.procs["dovegate-auth"].pid
+    conf = mchain.path("etc", "dovegate-auth.conf")
+    s = scrape(mchain)
+    ok = val(s, "dovegate_auth_reloads_total", result="ok")
+    failed = val(s, "dovegate_auth_reloads_total", result="failed")
+    os.kill(pid, signal.SIGHUP)
+    assert wait_for_reloads(mchain, "ok", ok + 1) == ok + 1
+    with open(conf) as f:
+        good = f.read()
+    try:
+        with open(conf, "a") as f:
+            f.write("\n[no-such-section]\n")
+        os.kill(pid, signal.SIGHUP)
+        assert wait_for_reloads(mchain, "failed", failed + 1) == failed + 1
+    finally:
+        with open(conf, "w") as f:
+            f.write(good)
+    # counters survive reloads, and logins still work with the kept config
+    assert imap_login(mchain, *user(mchain, "alice"))
+    assert val(scrape(mchain), "dovegate_auth_reloads_total", result="ok") == ok + 1
+
+
+def request(chain, method, path):
+    u = urllib.parse.urlsplit(chain.env["METRICS_URL"])
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+    try:
+        conn.request(method, path)
+        r = conn.getresponse()
+        return r.status, r.read()
+    finally:
+        conn.close()
+
+
+def test_only_get_metrics(mchain):
+    assert request(mchain, "GET", "/metrics")[0] == 200
+    assert request(mchain, "GET", "/metrics?x=1")[0] == 200
+    assert request(mchain, "HEAD", "/metrics") == (200, b"")
+    for path in ("/", "/auth", "/metrics/", "/metricsx", "/favicon.ico"):
+        assert request(mchain, "GET", path)[0] == 404, path
+    # other methods: libevent's 501 Not Implemented, no metrics
+    status, body = request(mchain, "POST", "/metrics")
+    assert status >= 400 and b"dovegate_auth" not in body
+    # the auth_http listener does not serve metrics
+    auth = urllib.parse.urlsplit(mchain.env["AUTH_HTTP_URL"])
+    conn = http.client.HTTPConnection(auth.hostname, auth.port, timeout=10)
+    conn.request("GET", "/metrics")
+    r = conn.getresponse()
+    assert b"dovegate_auth_requests_total" not in r.read()
+    conn.close()
+
+
+def test_listener_is_loopback_only(mchain):
+    port = urllib.parse.urlsplit(mchain.env["METRICS_URL"]).port
+    out = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out[3] == f"127.0.0.1:{port}", out
+    assert len(out) == 5, out  # exactly one listening socket
