@@ -1,0 +1,253 @@
+"""Reload under load with zero failures, and SIGTERM drain.
+
+Reload: threads ask dovegate-auth directly as nginx does (HTTP/1.0 GET,
+one connection per question, valid logins only) while another logs in
+through nginx with imaplib, and the test sends SIGHUP several times, once
+after adding a user to the users file. Every answer must be Auth-Status OK
+and every IMAP login must work; the added user logs in after the reload.
+A chain of its own: its users file changes.
+
+Drain: a dovegate-auth of its own gets a burst of ARGON2ID logins (slow on
+purpose, so they are still being hashed) and SIGTERM: every request in
+flight is answered, then it exits 0.
+"""
+import concurrent.futures
+import http.client
+import imaplib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.parse
+import urllib.request
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import BUILD_DIR, start_chain, stop_chain
+from chain import free_ports, write_secret
+from helpers import LogWatch, user
+
+LOAD_THREADS = 3
+RELOADS = 5
+MAX_SECONDS = 60          # the load stops by itself even if the test goes wrong
+NEW_USER = ("dave", "dave-pass-4", "SHA512-CRYPT")
+
+
+class NginxStyle(http.client.HTTPConnection):
+    """nginx speaks HTTP/1.0 to auth_http."""
+    _http_vsn = 10
+    _http_vsn_str = "HTTP/1.0"
+
+
+def ask(url, secret_header, secret, name, password, proto="imap", timeout=10):
+    """One auth_http question as nginx asks it; returns the answer's headers."""
+    u = urllib.parse.urlsplit(url)
+    conn = NginxStyle(u.hostname, u.port, timeout=timeout)
+    try:
+        conn.putrequest("GET", u.path, skip_accept_encoding=True)
+        for k, v in (("Auth-Method", "plain"), ("Auth-User", name), ("Auth-Pass", password),
+                     ("Auth-Protocol", proto), ("Auth-Login-Attempt", "1"),
+                     ("Client-IP", "192.0.2.44"), (secret_header, secret)):
+            conn.putheader(k, v)
+        conn.endheaders()
+        r = conn.getresponse()
+        r.read()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="module")
+def rchain():
+    c = start_chain()
+    yield c
+    stop_chain(c)
+
+
+class Load:
+    """Bounded load in threads; records every answer that is not a success."""
+
+    def __init__(self, chain):
+        self.chain = chain
+        self.stop = threading.Event()
+        self.errors = []
+        self.done = []            # monotonic times of successful answers
+        self.imap_ok = 0
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self.auth_http, args=(i,)) for i in range(LOAD_THREADS)]
+        self.threads.append(threading.Thread(target=self.imap))
+
+    def running(self, started):
+        return not self.stop.is_set() and time.monotonic() - started < MAX_SECONDS
+
+    def auth_http(self, i):
+        e, started = self.chain.env, time.monotonic()
+        users = [user(self.chain, n) for n in ("alice", "bob", "carol")]
+        n = 0
+        while self.running(started):
+            name, password = users[(i + n) % len(users)]
+            n += 1
+            try:
+                status, h = ask(e["AUTH_HTTP_URL"], e["AUTH_HTTP_SECRET_HEADER"],
+                                e["AUTH_HTTP_SECRET"], name, password)
+                ok = status == 200 and h.get("auth-status") == "OK"
+                what = (status, h.get("auth-status"), h.get("auth-error-code"))
+            except Exception as exc:  # a refused or dropped connection is a failure too
+                ok, what = False, repr(exc)
+            with self.lock:
+                if ok:
+                    self.done.append(time.monotonic())
+                else:
+                    self.errors.append((name, what))
+
+    def imap(self):
+        started = time.monotonic()
+        name, password = user(self.chain, "carol")
+        while self.running(started):
+            try:
+                conn = imaplib.IMAP4("127.0.0.1", int(self.chain.env["NGINX_IMAP_PORT"]), timeout=20)
+                conn.login(name, password)
+                conn.logout()
+                with self.lock:
+                    self.imap_ok += 1
+            except Exception as exc:
+                with self.lock:
+                    self.errors.append(("imap " + name, repr(exc)))
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for t in self.threads:
+            t.join(MAX_SECONDS)
+
+
+def add_user(chain, name, password, scheme):
+    """Atomically, as an operator should (write a copy, rename it over)."""
+    path = chain.values["USERS_FILE"]
+    with open(path) as f:
+        text = f.read()
+    tmp = path + ".new"
+    with open(tmp, "w") as f:
+        f.write(text + f"{name}:{chain.hash_password(password, scheme)}::::::\n")
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def wait_count(log, pattern, count, timeout=10):
+    deadline = time.monotonic() + timeout
+    while len(re.findall(pattern, log.text())) < count:
+        assert time.monotonic() < deadline, f"fewer than {count} x {pattern!r}:\n{log.text()[-3000:]}"
+        time.sleep(0.05)
+
+
+def test_reload_under_load_zero_failures(rchain):
+    log = LogWatch(rchain.env["LOG_AUTH"])
+    pid = rchain.procs["dovegate-auth"].pid
+    hups = []
+    with Load(rchain) as load:
+        time.sleep(0.5)
+        for i in range(RELOADS):
+            if i == RELOADS // 2:
+                add_user(rchain, *NEW_USER)
+            hups.append(time.monotonic())
+            os.kill(pid, signal.SIGHUP)
+            wait_count(log, r"configuration reloaded", i + 1)
+            time.sleep(0.4)
+        # the user added mid-run logs in through nginx after the reload
+        conn = imaplib.IMAP4("127.0.0.1", int(rchain.env["NGINX_IMAP_PORT"]), timeout=20)
+        conn.login(NEW_USER[0], NEW_USER[1])
+        conn.logout()
+        time.sleep(0.3)
+    assert load.errors == []
+    reloaded = re.findall(r"configuration reloaded from \S+ \((\d+) users\)", log.text())
+    users = len(rchain.users)
+    assert reloaded == [str(users)] * (RELOADS // 2) + [str(users + 1)] * (RELOADS - RELOADS // 2)
+    assert "reload failed" not in log.text()
+    assert load.imap_ok > 0 and len(load.done) >= RELOADS
+    # the load really overlapped every reload: answers close to each
+    for t in hups:
+        assert any(abs(d - t) < 1.5 for d in load.done), "no answers around a reload"
+
+
+DRAIN_CONFIG = """[server]
+listen = 127.0.0.1:{port}
+secret_file = {dir}/secret
+hash_threads = 1
+[passdb]
+path = {dir}/users
+[backend]
+imap = 127.0.0.1:{backend}
+[credentials]
+mode = passthrough
+[metrics]
+listen = 127.0.0.1:{metrics}
+"""
+BURST = 12
+
+
+def arrived(metrics_url):
+    """Requests dovegate-auth has read: answered plus in flight, and in flight."""
+    with urllib.request.urlopen(metrics_url, timeout=5) as r:
+        text = r.read().decode()
+    answered = in_flight = 0
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == "dovegate_auth_requests_total":
+                answered += s.value
+            elif s.name == "dovegate_auth_in_flight_requests":
+                in_flight = s.value
+    return answered + in_flight, in_flight
+
+
+def test_sigterm_answers_requests_in_flight():
+    d = tempfile.mkdtemp(prefix="dovegate-drain-", dir="/tmp")
+    port, backend, metrics = free_ports(3)
+    dovegate = os.path.join(BUILD_DIR, "src/tools/dovegate")
+    hashed = subprocess.run([dovegate, "pw", "-s", "ARGON2ID", "-p", "erin-pass"], check=True,
+                            capture_output=True, text=True).stdout.strip()
+    write_secret(f"{d}/secret", "drain-secret")
+    with open(f"{d}/users", "w") as f:
+        f.write(f"erin:{hashed}::::::\n")
+    with open(f"{d}/auth.conf", "w") as f:
+        f.write(DRAIN_CONFIG.format(port=port, dir=d, backend=backend, metrics=metrics))
+    logf = open(f"{d}/auth.log", "wb")
+    proc = subprocess.Popen([os.path.join(BUILD_DIR, "src/shim/dovegate-auth"), "-c", f"{d}/auth.conf"],
+                            stdout=logf, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/auth"
+    try:
+        deadline = time.monotonic() + 10
+        while "listening on" not in open(f"{d}/auth.log").read():
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        with concurrent.futures.ThreadPoolExecutor(BURST) as pool:
+            answers = [pool.submit(ask, url, "X-Dovegate-Secret", "drain-secret", "erin", "erin-pass")
+                       for _ in range(BURST)]
+            # SIGTERM once all have arrived and some wait for the one hash thread
+            # (~0.1 s per ARGON2ID check)
+            deadline = time.monotonic() + 20
+            while arrived(f"http://127.0.0.1:{metrics}/metrics")[0] < BURST:
+                assert time.monotonic() < deadline, "the burst never arrived"
+                time.sleep(0.01)
+            proc.send_signal(signal.SIGTERM)
+            results = [a.result(timeout=30) for a in answers]
+        assert [(s, h.get("auth-status")) for s, h in results] == [(200, "OK")] * BURST
+        assert proc.wait(timeout=30) == 0
+        text = open(f"{d}/auth.log").read()
+        in_flight = int(re.search(r"stopping, (\d+) requests in flight", text).group(1))
+        assert in_flight > 0, text
+        assert "still in flight" not in text
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        logf.close()
+        shutil.rmtree(d, ignore_errors=True)
