@@ -34,11 +34,11 @@ struct key_def {
 #define FIELD(f) offsetof(struct dg_config, f)
 #define FIELD_PTR(cfg, def, type) ((type *)((char *)(cfg) + (def)->offset))
 
-static set_fn set_uint_size;
+static set_fn set_uint_size, set_metrics_listen;
 static set_fn set_string, set_path, set_uint, set_mode, set_listen, set_token,
 	set_log_target, set_driver, set_scheme, set_backend, set_cred_mode,
 	set_name, set_audience, set_domains, set_relay_backend, set_user_from,
-	set_yes_no, set_trusted;
+	set_yes_no, set_trusted, set_duration;
 
 /* Same order as enum config_key. */
 static const struct key_def keys[CK_COUNT] = {
@@ -55,9 +55,9 @@ static const struct key_def keys[CK_COUNT] = {
 	{ "passdb", "driver", set_driver, FIELD(passdb_driver), 0, 0 },
 	{ "passdb", "path", set_path, FIELD(passdb_path), 0, 0 },
 	{ "passdb", "default_scheme", set_scheme, FIELD(default_scheme), 0, 0 },
-	{ "backend", "imap", set_backend, FIELD(backend[DG_PROTO_IMAP]), DG_PROTO_IMAP, 0 },
-	{ "backend", "pop3", set_backend, FIELD(backend[DG_PROTO_POP3]), DG_PROTO_POP3, 0 },
-	{ "backend", "smtp", set_backend, FIELD(backend[DG_PROTO_SMTP]), DG_PROTO_SMTP, 0 },
+	{ "backend", "imap", set_backend, FIELD(backends), DG_PROTO_IMAP, 0 },
+	{ "backend", "pop3", set_backend, FIELD(backends), DG_PROTO_POP3, 0 },
+	{ "backend", "smtp", set_backend, FIELD(backends), DG_PROTO_SMTP, 0 },
 	{ "credentials", "mode", set_cred_mode, FIELD(cred_mode), 0, 0 },
 	{ "credentials", "imap_mode", set_cred_mode, FIELD(proto_cred_mode[DG_PROTO_IMAP]), 0, 0 },
 	{ "credentials", "pop3_mode", set_cred_mode, FIELD(proto_cred_mode[DG_PROTO_POP3]), 0, 0 },
@@ -86,6 +86,14 @@ static const struct key_def keys[CK_COUNT] = {
 	  0, 86400 },
 	{ "penalty", "max_entries", set_uint_size, FIELD(penalty.max_entries), 16, 10000000 },
 	{ "penalty", "trusted_networks", set_trusted, FIELD(penalty_trusted), 0, 0 },
+	{ "health", "enabled", set_yes_no, FIELD(health_enabled), 0, 0 },
+	{ "health", "interval", set_duration, FIELD(health_interval_ms), 100, 3600000 },
+	{ "health", "timeout", set_duration, FIELD(health_timeout_ms), 100, 60000 },
+	{ "health", "rise", set_uint, FIELD(health_rise), 1, 100 },
+	{ "health", "fall", set_uint, FIELD(health_fall), 1, 100 },
+	{ "health", "proxy_protocol", set_yes_no, FIELD(health_proxy_protocol), 0, 0 },
+	{ "route", "key", set_string, FIELD(route_key), 0, 0 },
+	{ "metrics", "listen", set_metrics_listen, FIELD(metrics_listen), 0, 0 },
 };
 
 /* CK_CRED_IMAP_MODE + proto is that protocol's key */
@@ -95,7 +103,7 @@ _Static_assert(CK_CRED_POP3_MODE == CK_CRED_IMAP_MODE + DG_PROTO_POP3 &&
 
 static const char *const sections[] = {
 	"server", "log", "passdb", "backend", "credentials", "ticket", "cache", "relay", "external",
-	"penalty", NULL
+	"penalty", "health", "route", "metrics", NULL
 };
 
 const char *cred_mode_name(enum cred_mode mode)
@@ -158,8 +166,7 @@ static int set_name(struct dg_config *cfg, const struct key_def *def,
 
 /* The backend's identity as its passdb expects it in tickets: plain
    characters, so it needs no escaping anywhere. */
-static int set_audience(struct dg_config *cfg, const struct key_def *def,
-			const char *value, char *why, size_t whylen)
+static int audience_check(const char *value, char *why, size_t whylen)
 {
 	size_t len = strlen(value);
 
@@ -169,6 +176,14 @@ static int set_audience(struct dg_config *cfg, const struct key_def *def,
 		snprintf(why, whylen, "must be 1-127 letters, digits, '.', '_', ':' or '-'");
 		return -1;
 	}
+	return 0;
+}
+
+static int set_audience(struct dg_config *cfg, const struct key_def *def,
+			const char *value, char *why, size_t whylen)
+{
+	if (audience_check(value, why, whylen) < 0)
+		return -1;
 	return replace_string(FIELD_PTR(cfg, def, char *), value, why, whylen);
 }
 
@@ -360,6 +375,17 @@ static int set_listen(struct dg_config *cfg, const struct key_def *def,
 	return 0;
 }
 
+/* [metrics] listen: TCP only; absent, there is no metrics listener. */
+static int set_metrics_listen(struct dg_config *cfg, const struct key_def *def,
+			      const char *value, char *why, size_t whylen)
+{
+	if (parse_listen_tcp(&cfg->metrics_listen, value) < 0) {
+		snprintf(why, whylen, "expected IP:port or [IPv6]:port");
+		return -1;
+	}
+	return replace_string(&cfg->metrics_listen_text, value, why, whylen);
+}
+
 /* An HTTP header name. */
 static int set_token(struct dg_config *cfg, const struct key_def *def,
 		     const char *value, char *why, size_t whylen)
@@ -408,16 +434,64 @@ static int set_scheme(struct dg_config *cfg, const struct key_def *def,
 	return -1;
 }
 
+static struct backend_conf *backend_conf_add(struct dg_config *cfg, char *why,
+					     size_t whylen)
+{
+	struct backend_conf *bc;
+
+	if (cfg->backend_count == CONFIG_MAX_BACKENDS) {
+		snprintf(why, whylen, "too many backends (at most %d)", CONFIG_MAX_BACKENDS);
+		return NULL;
+	}
+	bc = &cfg->backends[cfg->backend_count++];
+	memset(bc, 0, sizeof(*bc));
+	bc->weight = 1;
+	return bc;
+}
+
+/* [backend] imap = ip:port: a backend without a name in that pool. */
 static int set_backend(struct dg_config *cfg, const struct key_def *def,
 		       const char *value, char *why, size_t whylen)
 {
+	struct backend addr;
+	struct backend_conf *bc;
 	const char *error;
 
-	if (backend_parse(value, FIELD_PTR(cfg, def, struct backend), &error) < 0) {
+	if (backend_parse(value, &addr, &error) < 0) {
 		snprintf(why, whylen, "%s", error);
 		return -1;
 	}
-	cfg->has_backend[def->min] = true;
+	if ((bc = backend_conf_add(cfg, why, whylen)) == NULL)
+		return -1;
+	bc->has_proto = bc->has_addr = true;
+	bc->proto = (enum dg_proto)def->min;
+	bc->addr = addr;
+	return 0;
+}
+
+/* "2" or "2s" (seconds), "500ms"; kept in milliseconds. */
+static int set_duration(struct dg_config *cfg, const struct key_def *def,
+			const char *value, char *why, size_t whylen)
+{
+	char num[16];
+	size_t digits = strspn(value, "0123456789");
+	const char *unit = value + digits;
+	unsigned v, scale = strcmp(unit, "ms") == 0 ? 1 : 1000;
+
+	if (digits > 0 && digits < sizeof(num) &&
+	    (unit[0] == '\0' || strcmp(unit, "s") == 0 || scale == 1)) {
+		memcpy(num, value, digits);
+		num[digits] = '\0';
+	} else {
+		num[0] = '\0';
+	}
+	if (parse_number(num, 10, 0, def->max, &v) < 0 || v > def->max / scale ||
+	    v * scale < def->min) {
+		snprintf(why, whylen, "must be a duration from %ums to %us, e.g. 2s or 500ms",
+			 def->min, def->max / 1000);
+		return -1;
+	}
+	*FIELD_PTR(cfg, def, unsigned) = v * scale;
 	return 0;
 }
 
@@ -520,6 +594,7 @@ static void record_error(struct parse_state *st, const char *fmt, ...)
 }
 
 static bool named_passdb_section(const char *s, size_t len);
+static bool named_backend_section(const char *s, size_t len);
 
 static bool known_section(const char *name, size_t len)
 {
@@ -544,7 +619,8 @@ static const char *check_line(const char *line, char *msg, size_t msglen)
 		return NULL;
 	close = strchr(p, ']');
 	if (close != NULL && !known_section(p + 1, (size_t)(close - p - 1)) &&
-	    !named_passdb_section(p + 1, (size_t)(close - p - 1))) {
+	    !named_passdb_section(p + 1, (size_t)(close - p - 1)) &&
+	    !named_backend_section(p + 1, (size_t)(close - p - 1))) {
 		snprintf(msg, msglen, "unknown section [%.*s]", (int)(close - p - 1), p + 1);
 		return msg;
 	}
@@ -773,6 +849,173 @@ static int check_passdbs(const struct dg_config *cfg, char *err, size_t errlen)
 	return 0;
 }
 
+/* ---- [backend NAME] sections ------------------------------------------------ */
+
+/* Their keys; the index is backend_conf.key_line's. */
+static const char *const backend_keys[] = { "protocol", "address", "weight", "audience", NULL };
+enum { BK_PROTOCOL, BK_ADDRESS, BK_WEIGHT, BK_AUDIENCE };
+
+/* "backend NAME" (one space) with a plain NAME, as for passdbs. */
+static bool named_backend_section(const char *s, size_t len)
+{
+	return len > 8 && strncmp(s, "backend ", 8) == 0 && passdb_name_ok(s + 8, len - 8);
+}
+
+static struct backend_conf *backend_conf_get(struct parse_state *st, const char *name)
+{
+	struct dg_config *cfg = st->cfg;
+	struct backend_conf *bc;
+	char why[96];
+
+	for (size_t i = 0; i < cfg->backend_count; i++) {
+		if (cfg->backends[i].name != NULL && strcmp(cfg->backends[i].name, name) == 0)
+			return &cfg->backends[i];
+	}
+	if ((bc = backend_conf_add(cfg, why, sizeof(why))) == NULL) {
+		record_error(st, "%s", why);
+		return NULL;
+	}
+	bc->line = st->lineno;
+	if ((bc->name = strdup(name)) == NULL) {
+		record_error(st, "out of memory");
+		return NULL;
+	}
+	return bc;
+}
+
+static int backend_set_value(struct backend_conf *bc, int k, const char *value,
+			     char *why, size_t whylen)
+{
+	const char *error;
+
+	switch (k) {
+	case BK_PROTOCOL:
+		if (dg_proto_parse(value, &bc->proto) < 0) {
+			snprintf(why, whylen, "must be imap, pop3 or smtp");
+			return -1;
+		}
+		bc->has_proto = true;
+		return 0;
+	case BK_ADDRESS:
+		if (backend_parse(value, &bc->addr, &error) < 0) {
+			snprintf(why, whylen, "%s", error);
+			return -1;
+		}
+		bc->has_addr = true;
+		return 0;
+	case BK_WEIGHT:
+		if (parse_number(value, 10, 0, 1000, &bc->weight) < 0) {
+			snprintf(why, whylen, "must be a number from 0 (drained) to 1000");
+			return -1;
+		}
+		return 0;
+	default:
+		if (audience_check(value, why, whylen) < 0)
+			return -1;
+		return replace_string(&bc->audience, value, why, whylen);
+	}
+}
+
+static int on_backend_key(struct parse_state *st, const char *bname, const char *name,
+			  const char *value)
+{
+	struct backend_conf *bc = backend_conf_get(st, bname);
+	char why[200];
+	int k = 0;
+
+	if (bc == NULL)
+		return 0;
+	while (backend_keys[k] != NULL && strcmp(backend_keys[k], name) != 0)
+		k++;
+	if (backend_keys[k] == NULL) {
+		record_error(st, "unknown key '%s' in [backend %s]", name, bname);
+		return 0;
+	}
+	if (bc->key_line[k] != 0) {
+		record_error(st, "duplicate key '%s' (first set on line %u)", name,
+			     bc->key_line[k]);
+		return 0;
+	}
+	if (backend_set_value(bc, k, value, why, sizeof(why)) < 0) {
+		record_error(st, "%s: %s", name, why);
+		return 0;
+	}
+	bc->key_line[k] = st->lineno;
+	return 1;
+}
+
+static const char *backend_label(const struct backend_conf *bc, char *buf, size_t len)
+{
+	if (bc->name != NULL)
+		snprintf(buf, len, "[backend %s]", bc->name);
+	else
+		snprintf(buf, len, "[backend] %s", dg_proto_name(bc->proto));
+	return buf;
+}
+
+/* Two entries for the same server in one pool, or (tickets) two servers
+   sharing an audience: each Dovecot remembers used tickets on its own, so
+   a shared audience would let one ticket log in once per server. */
+static int backend_clash(const struct dg_config *cfg, size_t i, char *err, size_t errlen)
+{
+	const struct backend_conf *a = &cfg->backends[i];
+	const char *aud_a = a->audience != NULL ? a->audience : cfg->ticket_audience;
+	bool tickets = cfg->proto_cred_mode[a->proto] == CRED_MODE_TICKET;
+	char la[80], lb[80];
+
+	for (size_t j = 0; j < i; j++) {
+		const struct backend_conf *b = &cfg->backends[j];
+		const char *aud_b = b->audience != NULL ? b->audience : cfg->ticket_audience;
+
+		if (b->proto != a->proto)
+			continue;
+		if (strcmp(a->addr.text, b->addr.text) == 0) {
+			snprintf(err, errlen, "%s:%u: %s: %s is already in the %s pool (%s, line %u)",
+				 cfg->path, a->line, backend_label(a, la, sizeof(la)), a->addr.text,
+				 dg_proto_name(a->proto), backend_label(b, lb, sizeof(lb)), b->line);
+			return -1;
+		}
+		if (tickets && aud_a != NULL && aud_b != NULL && strcmp(aud_a, aud_b) == 0) {
+			snprintf(err, errlen, "%s:%u: %s: audience %s is also %s's (line %u): "
+				 "each backend needs its own", cfg->path, a->line,
+				 backend_label(a, la, sizeof(la)), aud_a,
+				 backend_label(b, lb, sizeof(lb)), b->line);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Complete sections, no clashes, an audience for every ticket backend. */
+static int check_backends(struct dg_config *cfg, char *err, size_t errlen)
+{
+	char label[80];
+
+	for (size_t i = 0; i < cfg->backend_count; i++) {
+		struct backend_conf *bc = &cfg->backends[i];
+		const char *missing = !bc->has_proto ? "protocol" : !bc->has_addr ? "address" : NULL;
+
+		if (bc->name == NULL)
+			bc->line = cfg->line[CK_BACKEND_IMAP + bc->proto];
+		if (missing != NULL) {
+			snprintf(err, errlen, "%s:%u: [backend %s] %s is required",
+				 cfg->path, bc->line, bc->name, missing);
+			return -1;
+		}
+		if (cfg->proto_cred_mode[bc->proto] == CRED_MODE_TICKET &&
+		    bc->audience == NULL && cfg->ticket_audience == NULL) {
+			snprintf(err, errlen, "%s:%u: %s needs an audience (or set [ticket] "
+				 "audience): %s uses tickets", cfg->path, bc->line,
+				 backend_label(bc, label, sizeof(label)), dg_proto_name(bc->proto));
+			return -1;
+		}
+		if (backend_clash(cfg, i, err, errlen) < 0)
+			return -1;
+		cfg->has_backend[bc->proto] = true;
+	}
+	return 0;
+}
+
 static int on_key(void *user, const char *section, const char *name, const char *value)
 {
 	struct parse_state *st = user;
@@ -785,6 +1028,8 @@ static int on_key(void *user, const char *section, const char *name, const char 
 	}
 	if (strncmp(section, "passdb ", 7) == 0)
 		return on_passdb_key(st, section + 7, name, value);
+	if (strncmp(section, "backend ", 8) == 0)
+		return on_backend_key(st, section + 8, name, value);
 	k = find_key(section, name);
 	if (k < 0) {
 		record_error(st, "unknown key '%s' in [%s]", name, section);
@@ -838,6 +1083,12 @@ static int set_defaults(struct dg_config *cfg, const char *path)
 	cfg->cache_negative_ttl = 30;
 	cfg->cache_size = 100000;
 	cfg->penalty_enabled = true;
+	cfg->health_enabled = true;
+	cfg->health_interval_ms = 2000;
+	cfg->health_timeout_ms = 2000;
+	cfg->health_rise = 2;
+	cfg->health_fall = 2;
+	cfg->health_proxy_protocol = true;
 	penalty_config_defaults(&cfg->penalty);
 	cfg->path = strdup(path);
 	cfg->dir = absolute_dir(path);
@@ -924,8 +1175,10 @@ static int check_complete(struct dg_config *cfg, char *err, size_t errlen)
 	    check_passdbs(cfg, err, errlen) < 0)
 		return -1;
 	if (config_uses_cred_mode(cfg, CRED_MODE_TICKET) &&
-	    (require_for_mode(cfg, CK_TICKET_SIGNING_KEY, CRED_MODE_TICKET, err, errlen) < 0 ||
-	     require_for_mode(cfg, CK_TICKET_AUDIENCE, CRED_MODE_TICKET, err, errlen) < 0))
+	    require_for_mode(cfg, CK_TICKET_SIGNING_KEY, CRED_MODE_TICKET, err, errlen) < 0)
+		return -1;
+	/* [ticket] audience: only for backends without their own (checked here) */
+	if (check_backends(cfg, err, errlen) < 0)
 		return -1;
 	if (config_uses_cred_mode(cfg, CRED_MODE_MASTER) &&
 	    (require_for_mode(cfg, CK_MASTER_USER, CRED_MODE_MASTER, err, errlen) < 0 ||
@@ -933,8 +1186,8 @@ static int check_complete(struct dg_config *cfg, char *err, size_t errlen)
 		return -1;
 	if (!cfg->has_backend[DG_PROTO_IMAP] && !cfg->has_backend[DG_PROTO_POP3] &&
 	    !cfg->has_backend[DG_PROTO_SMTP]) {
-		snprintf(err, errlen, "%s: [backend] needs at least one of imap, pop3, smtp",
-			 cfg->path);
+		snprintf(err, errlen, "%s: no backend: set [backend] imap, pop3 or smtp, "
+			 "or add [backend NAME] sections", cfg->path);
 		return -1;
 	}
 	if (strpbrk(cfg->master_separator, " ") != NULL) {
@@ -1015,5 +1268,11 @@ void config_free(struct dg_config *cfg)
 	free(cfg->relay_domains);
 	free(cfg->external_map_file);
 	free(cfg->penalty_trusted);
+	for (size_t i = 0; i < cfg->backend_count; i++) {
+		free(cfg->backends[i].name);
+		free(cfg->backends[i].audience);
+	}
+	free(cfg->route_key);
+	free(cfg->metrics_listen_text);
 	memset(cfg, 0, sizeof(*cfg));
 }

@@ -42,6 +42,9 @@ enum config_key {
 	CK_PENALTY_ENABLED, CK_PENALTY_IPV4_PREFIX, CK_PENALTY_IPV6_PREFIX,
 	CK_PENALTY_MAX_DELAY, CK_PENALTY_ATTEMPTS, CK_PENALTY_FORGET_AFTER,
 	CK_PENALTY_EXEMPT_AFTER_SUCCESS, CK_PENALTY_MAX_ENTRIES, CK_PENALTY_TRUSTED,
+	CK_HEALTH_ENABLED, CK_HEALTH_INTERVAL, CK_HEALTH_TIMEOUT, CK_HEALTH_RISE,
+	CK_HEALTH_FALL, CK_HEALTH_PROXY_PROTOCOL, CK_ROUTE_KEY,
+	CK_METRICS_LISTEN,
 	CK_COUNT
 };
 
@@ -59,6 +62,21 @@ struct passdb_conf {
 	unsigned timeout;               /* dovecot: seconds per request */
 	bool no_penalty;                /* dovecot: see conf.d/dovegate-auth.conf */
 	unsigned key_line[6];           /* driver path default_scheme socket timeout no_penalty */
+};
+
+/* A backend of a protocol's pool: a [backend NAME] section, or a
+   [backend] imap/pop3/smtp line (name NULL: the pool of one of old). */
+#define CONFIG_MAX_BACKENDS 64
+struct backend_conf {
+	char *name;                     /* NULL: [backend] PROTO = ... */
+	unsigned line;                  /* its first key: for errors */
+	bool has_proto;
+	enum dg_proto proto;
+	bool has_addr;
+	struct backend addr;
+	unsigned weight;                /* 0: drained, never chosen; default 1 */
+	char *audience;                 /* ticket audience; NULL: [ticket]'s */
+	unsigned key_line[4];           /* protocol address weight audience */
 };
 
 struct dg_config {
@@ -87,9 +105,17 @@ struct dg_config {
 	/* [passdb NAME] sections, in file order */
 	struct passdb_conf passdbs[CONFIG_MAX_PASSDBS];
 	size_t passdb_count;
-	/* [backend] */
-	struct backend backend[DG_PROTO_COUNT];
-	bool has_backend[DG_PROTO_COUNT];
+	/* [backend] lines and [backend NAME] sections, in file order */
+	struct backend_conf backends[CONFIG_MAX_BACKENDS];
+	size_t backend_count;
+	bool has_backend[DG_PROTO_COUNT];       /* the pool is not empty */
+	/* [health]: active checks of every pool backend (health.h) */
+	bool health_enabled;
+	unsigned health_interval_ms, health_timeout_ms;
+	unsigned health_rise, health_fall;
+	bool health_proxy_protocol;     /* probe with "PROXY UNKNOWN" first */
+	/* [route] key: the hashing key's text, the same on every host (route.h) */
+	char *route_key;
 	/* [credentials] */
 	enum cred_mode cred_mode;       /* mode: the default for every protocol */
 	enum cred_mode proto_cred_mode[DG_PROTO_COUNT]; /* imap_mode ...: resolved,
@@ -117,6 +143,9 @@ struct dg_config {
 	struct penalty_config penalty;  /* .trusted points at penalty_trusted */
 	struct penalty_net *penalty_trusted;
 	size_t penalty_trusted_count;
+	/* [metrics]: Prometheus listener (metrics_http.h); NULL: none */
+	char *metrics_listen_text;
+	struct dg_listen metrics_listen;
 };
 
 /* Parse and check `path`; on error fills err and returns -1 (cfg is then

@@ -15,8 +15,9 @@ static int init_ticket(struct credentials *cred, const struct dg_config *cfg,
 	char why[512];
 
 	cred->lifetime = cfg->ticket_lifetime;
-	cred->audience = strdup(cfg->ticket_audience);
-	if (cred->audience == NULL) {
+	/* NULL when every backend names its own audience */
+	cred->audience = cfg->ticket_audience != NULL ? strdup(cfg->ticket_audience) : NULL;
+	if (cfg->ticket_audience != NULL && cred->audience == NULL) {
 		snprintf(err, errlen, "%s: out of memory", cfg->path);
 		return -1;
 	}
@@ -154,6 +155,7 @@ static bool ticket_claims_for(const struct credentials *cred,
 			      const struct cred_login *l, struct ticket_claims *c)
 {
 	const char *tlsv = l->tls_protocol != NULL ? l->tls_protocol : "";
+	const char *aud = l->audience != NULL ? l->audience : cred->audience;
 
 	memset(c, 0, sizeof(*c));
 	c->iat = (int64_t)time(NULL);
@@ -161,7 +163,7 @@ static bool ticket_claims_for(const struct credentials *cred,
 	c->rport = l->rport;
 	c->tls = l->tls;
 	return copy_claim(c->sub, sizeof(c->sub), l->user, l->user_len) &&
-	       copy_claim(c->aud, sizeof(c->aud), cred->audience, strlen(cred->audience)) &&
+	       aud != NULL && copy_claim(c->aud, sizeof(c->aud), aud, strlen(aud)) &&
 	       copy_claim(c->jti, sizeof(c->jti), l->session, strlen(l->session)) &&
 	       copy_claim(c->svc, sizeof(c->svc), dg_proto_name(l->proto),
 			  strlen(dg_proto_name(l->proto))) &&

@@ -28,7 +28,7 @@ struct credentials {
 	/* ticket mode */
 	char kid[TICKET_KID_MAX + 1];
 	unsigned char signing_key[TICKET_SK_BYTES];   /* wiped on clear */
-	char *audience;
+	char *audience;                 /* [ticket] audience; NULL: none */
 	unsigned lifetime;
 };
 
@@ -45,6 +45,7 @@ struct cred_login {
 	int rport;                      /* 0: unknown */
 	bool tls;
 	const char *tls_protocol;       /* "": unknown */
+	const char *audience;           /* the chosen backend's; NULL: [ticket]'s */
 };
 
 /* Reads the master password file (mode master) or the signing key (mode

@@ -13,7 +13,9 @@
 
 #include "cache.h"
 #include "external.h"
+#include "metrics.h"
 #include "penalty.h"
+#include "routing.h"
 #include "schemes.h"
 #include "session.h"
 
@@ -35,7 +37,7 @@ struct decision {
 	const char *result;             /* ok | fail | error */
 	const char *reason;             /* NULL when ok */
 	char detail[160];
-	const struct backend *backend;  /* points into rt->cfg */
+	struct routing_choice target;   /* the backend nginx goes to (when ok) */
 	const char *mode;               /* credentials used, for the log */
 	struct authhttp_response resp;
 
@@ -48,8 +50,12 @@ struct decision {
 	/* the dovecot passdb (passdb_dovecot.c) verifies instead of a worker */
 	bool remote;
 	char *remote_user;              /* its user= (may rename); NULL: as sent */
-	char *remote_host;              /* its host=/port=, kept for routing later */
-	int remote_port;
+
+	/* passdb host= and port= (either passdb): they decide the backend */
+	char *route_host;
+	char *route_port;               /* NULL: not given */
+	bool resolving;                 /* a host name lookup is under way */
+	bool resolve_sync;              /* ... inside routing_resolve() itself */
 
 	/* handed to a hash worker: written before submit, read back after */
 	char *stored;
@@ -126,6 +132,7 @@ static void log_decision(struct decision *d)
 	const struct authhttp_request *r = &d->req;
 	struct kvline kv;
 	bool ok = strcmp(d->result, "ok") == 0;
+	double ms = elapsed_ms(&d->start);
 
 	kv_init(&kv, "decision");
 	kv_add(&kv, "session", d->session);
@@ -140,7 +147,7 @@ static void log_decision(struct decision *d)
 	kv_add(&kv, "reason", d->reason);
 	if (d->detail[0] != '\0')
 		kv_add(&kv, "detail", d->detail);
-	kv_add(&kv, "backend", ok ? d->backend->text : NULL);
+	kv_add(&kv, "backend", ok ? d->target.addr.text : NULL);
 	kv_add(&kv, "mode", ok ? d->mode : NULL);
 	if (r->attempt != 0)
 		kv_addf(&kv, "attempt", "%lu", r->attempt);
@@ -154,7 +161,11 @@ static void log_decision(struct decision *d)
 		else
 			kv_addf(&kv, "delay", "%u", d->penalty_delay);
 	}
-	kv_addf(&kv, "duration_ms", "%.1f", elapsed_ms(&d->start));
+	kv_addf(&kv, "duration_ms", "%.1f", ms);
+	metrics_decision(r->has_proto ? (int)r->proto : -1,
+			 r->method_name != NULL ? (int)r->method : -1, d->result, d->reason,
+			 d->cache_state, !d->penalty_logged ? -1 :
+			 d->penalty_close ? 0 : (int)d->penalty_delay, ms / 1000.0);
 	dglog(d->log, ok || strcmp(d->result, "fail") == 0 ? LOG_INFO : LOG_WARNING,
 	      "%s", kv_str(&kv));
 }
@@ -256,6 +267,8 @@ static void apply_penalty(struct decision *d)
 
 static void finish(struct decision *d)
 {
+	if (d->resolving)
+		return;                 /* the lookup's answer finishes it */
 	check_response(d);
 	/* after the check: an answer it turned into an error is no success */
 	apply_penalty(d);
@@ -264,7 +277,8 @@ static void finish(struct decision *d)
 	authhttp_response_clear(&d->resp);
 	authhttp_request_clear(&d->req);
 	free(d->remote_user);
-	free(d->remote_host);
+	free(d->route_host);
+	free(d->route_port);
 	if (d->stored != NULL) {
 		sodium_memzero(d->stored, strlen(d->stored));
 		free(d->stored);
@@ -300,7 +314,12 @@ static void verify_work(void *arg)
 	}
 }
 
-static void respond_verified(struct decision *d)
+/* ---- the backend ------------------------------------------------------------ */
+
+static bool is_ip(const char *s);
+
+/* The credentials for the chosen backend, d->target. */
+static void respond_to_target(struct decision *d)
 {
 	const struct credentials *cred = &d->rt->cred;
 	const struct authhttp_request *r = &d->req;
@@ -311,16 +330,88 @@ static void respond_verified(struct decision *d)
 		.session = d->session, .proto = r->proto,
 		.rip = d->rip, .rport = d->rport,
 		.tls = d->tls, .tls_protocol = d->tls_protocol,
+		.audience = d->target.audience[0] != '\0' ? d->target.audience : NULL,
 	};
 	const char *why;
 
-	if (credentials_respond(cred, &d->resp, d->backend->ip, d->backend->port_text,
+	if (credentials_respond(cred, &d->resp, d->target.addr.ip, d->target.addr.port_text,
 				&login, &why) < 0) {
 		authhttp_response_clear(&d->resp);
 		outcome_error(d, "temp_fail", why, true);
 		return;
 	}
 	outcome_ok(d, cred_mode_name(credentials_mode(cred, r->proto)));
+}
+
+/* A passdb's host (an IP literal by now) and port. */
+static void use_address(struct decision *d, const char *ip)
+{
+	const char *port = d->route_port;
+	size_t plen = port != NULL ? strlen(port) : 0;
+	unsigned long n = plen > 0 && plen <= 5 && strspn(port, "0123456789") == plen ?
+			  strtoul(port, NULL, 10) : 0;
+	char detail[160];
+
+	if (port != NULL && (n == 0 || n > 65535)) {
+		snprintf(detail, sizeof(detail), "passdb port=%.64s is not a port", port);
+		outcome_error(d, "bad_route", detail, true);
+		return;
+	}
+	if (routing_choice_for(d->rt->routing, d->req.proto, ip, (unsigned)n, &d->target) < 0) {
+		snprintf(detail, sizeof(detail), "passdb host=%.64s is not usable", ip);
+		outcome_error(d, "bad_route", detail, true);
+		return;
+	}
+	respond_to_target(d);
+}
+
+static void on_resolved(void *ctx, const char *ip, const char *error)
+{
+	struct decision *d = ctx;
+	char detail[160];
+
+	if (ip != NULL) {
+		use_address(d, ip);
+	} else {
+		snprintf(detail, sizeof(detail), "passdb host=%.64s: %s", d->route_host, error);
+		outcome_error(d, "dns_failed", detail, true);
+	}
+	if (d->resolve_sync) {
+		d->resolve_sync = false;        /* answered at once: the caller goes on */
+		return;
+	}
+	d->resolving = false;
+	finish(d);
+}
+
+/* passdb host=/port= decide first, like Dovecot's proxy fields (a name is
+   resolved first: nginx takes IP literals only); otherwise the user's
+   healthy backend in the protocol's pool. May finish asynchronously
+   (d->resolving). */
+static void respond_verified(struct decision *d)
+{
+	const struct authhttp_request *r = &d->req;
+	const char *user = d->remote_user != NULL ? d->remote_user : r->user;
+	char detail[64];
+
+	if (d->route_host == NULL) {
+		if (routing_pick(d->rt->routing, r->proto, user, strlen(user), &d->target)) {
+			respond_to_target(d);
+			return;
+		}
+		snprintf(detail, sizeof(detail), "no healthy %s backend", dg_proto_name(r->proto));
+		outcome_error(d, "no_backend", detail, true);
+		return;
+	}
+	if (is_ip(d->route_host)) {
+		use_address(d, d->route_host);
+		return;
+	}
+	d->resolving = d->resolve_sync = true;
+	routing_resolve(d->rt->routing, d->route_host, on_resolved, d);
+	if (!d->resolve_sync)
+		d->resolving = false;   /* on_resolved already ran */
+	d->resolve_sync = false;
 }
 
 static time_t monotonic_seconds(void)
@@ -446,6 +537,14 @@ static int keep_string(char **field, const char *value)
 	return *field != NULL ? 0 : -1;
 }
 
+static int keep_port(char **field, int port)
+{
+	char text[16];
+
+	snprintf(text, sizeof(text), "%d", port);
+	return keep_string(field, text);
+}
+
 static void remote_done(void *ctx, const struct pdc_result *res)
 {
 	struct decision *d = ctx;
@@ -454,13 +553,13 @@ static void remote_done(void *ctx, const struct pdc_result *res)
 	switch (res->status) {
 	case PDC_OK:
 		if (keep_string(&d->remote_user, res->user) < 0 ||
-		    keep_string(&d->remote_host, res->host) < 0)
+		    keep_string(&d->route_host, res->host) < 0 ||
+		    (res->port > 0 && keep_port(&d->route_port, res->port) < 0))
 			outcome_error(d, "temp_fail", "out of memory", true);
 		else if (res->nologin && !res->proxy)
 			/* Dovecot would refuse the login itself, with reason= */
 			outcome_fail(d, "nologin", res->reason);
 		else {
-			d->remote_port = res->port;
 			respond_verified(d);
 		}
 		break;
@@ -553,11 +652,10 @@ static bool check_request(struct decision *d, const struct authhttp_pair *pairs,
 		outcome_fail(d, "bad_request", r->detail);
 		return true;
 	}
-	if (!rt->cfg.has_backend[r->proto]) {
+	if (!routing_serves(rt->routing, r->proto)) {
 		outcome_error(d, "no_backend", "no backend configured for this protocol", true);
 		return true;
 	}
-	d->backend = &rt->cfg.backend[r->proto];
 	return false;
 }
 
@@ -620,9 +718,14 @@ static void route_only(struct decision *d)
 		authhttp_response_relay_denied(&d->resp);
 		return;
 	}
-	if (cfg->has_relay_backend)
-		d->backend = &cfg->relay_backend;
-	if (authhttp_response_ok(&d->resp, d->backend->ip, d->backend->port_text,
+	if (cfg->has_relay_backend) {
+		d->target.addr = cfg->relay_backend;
+	} else if (!routing_pick(d->rt->routing, DG_PROTO_SMTP, domain, strlen(domain),
+				 &d->target)) {
+		outcome_error(d, "no_backend", "no healthy smtp backend", true);
+		return;
+	}
+	if (authhttp_response_ok(&d->resp, d->target.addr.ip, d->target.addr.port_text,
 				 NULL, 0, NULL, 0) < 0) {
 		authhttp_response_clear(&d->resp);
 		outcome_error(d, "temp_fail", "out of memory", true);
@@ -660,6 +763,10 @@ static bool look_up_user(struct decision *d)
 		return false;
 	case PASSDB_FOUND:
 		break;
+	}
+	if (passdb_route(d->rt->passdb, r->user, &d->route_host, &d->route_port) < 0) {
+		outcome_error(d, "temp_fail", "out of memory", true);
+		return true;
 	}
 	if (d->stored[0] == '\0') {
 		/* never matches, but costs as much as a wrong password */
@@ -728,7 +835,10 @@ static void external_login(struct decision *d)
 	passdb_refresh(d->rt->passdb, d->log);
 	switch (passdb_lookup(d->rt->passdb, d->req.user, &d->stored)) {
 	case PASSDB_FOUND:
-		respond_verified(d);
+		if (passdb_route(d->rt->passdb, d->req.user, &d->route_host, &d->route_port) < 0)
+			outcome_error(d, "temp_fail", "out of memory", true);
+		else
+			respond_verified(d);
 		return;
 	case PASSDB_NOT_FOUND:
 		outcome_fail(d, "unknown_user", "certificate user not in the passdb");

@@ -102,13 +102,17 @@ static struct timeval ms_tv(unsigned ms)
 
 static void probe_end(struct target_rt *tr, bool ok, const char *reason)
 {
+	bool first;
+
 	if (tr->bev != NULL) {
 		bufferevent_free(tr->bev);
 		tr->bev = NULL;
 	}
 	event_del(tr->deadline);
 	tr->probes++;
-	if (health_step(&tr->st, &tr->t.params, ok) && tr->hc->cb != NULL)
+	/* a pending target's first verdict is news even when it stays down */
+	first = tr->st.pending;
+	if ((health_step(&tr->st, &tr->t.params, ok) || first) && tr->hc->cb != NULL)
 		tr->hc->cb(tr->hc->ctx, tr->id, &tr->t, tr->st.up, reason);
 }
 

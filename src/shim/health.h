@@ -70,7 +70,8 @@ struct health_target {
 	bool send_proxy;
 };
 
-/* Called on the loop thread on every state change. reason is a short text
+/* Called on the loop thread on every state change, and on the first
+   result of a HEALTH_START_PENDING target even when it stays down. reason is a short text
    ("greeting ok", "timeout", "connect: Connection refused", "bad greeting",
    "closed") valid during the call only. The callback must not free the
    checker; it may do anything else (log, mark a route backend down). */

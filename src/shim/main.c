@@ -11,10 +11,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
 #include "log.h"
+#include "metrics.h"
+#include "metrics_http.h"
+#include "notify.h"
+#include "routing.h"
 #include "runtime.h"
 #include "server.h"
 #include "workers.h"
@@ -36,6 +41,9 @@ struct app {
 	struct workers *workers;
 	/* brute-force scores: outlive every runtime, so they survive SIGHUP */
 	struct penalty *penalty;
+	/* backend pools and their health: survive SIGHUP the same way */
+	struct routing *routing;
+	struct metrics_http *metrics;   /* NULL: no [metrics] listen */
 	struct event *sig_term, *sig_int, *sig_hup, *drain_timer;
 	bool stopping;
 };
@@ -115,6 +123,7 @@ static void on_stop(evutil_socket_t sig, short what, void *arg)
 	if (app->stopping)
 		return;
 	app->stopping = true;
+	notify_stopping();
 	dglog(&app->log, LOG_INFO, "signal %d: stopping, %zu requests in flight",
 	      (int)sig, server_in_flight(app->server));
 	app->drain_timer = evtimer_new(app->base, on_drain_timeout, app);
@@ -134,22 +143,36 @@ static void warn_restart_only(struct app *app, const struct dg_config *old,
 		(old->user != NULL && strcmp(old->user, new->user) != 0) ||
 		(old->socket_group == NULL) != (new->socket_group == NULL) ||
 		(old->socket_group != NULL && strcmp(old->socket_group, new->socket_group) != 0) ||
-		old->hash_threads != new->hash_threads;
+		old->hash_threads != new->hash_threads ||
+		(old->metrics_listen_text == NULL) != (new->metrics_listen_text == NULL) ||
+		(old->metrics_listen_text != NULL &&
+		 strcmp(old->metrics_listen_text, new->metrics_listen_text) != 0);
 
 	if (changed)
-		dglog(&app->log, LOG_WARNING, "listen, socket_mode, socket_group, user "
-		      "and hash_threads changes take effect only after a restart");
+		dglog(&app->log, LOG_WARNING, "listen, socket_mode, socket_group, user, "
+		      "hash_threads and [metrics] listen changes take effect only after a restart");
+}
+
+/* Counted, and systemd told that the daemon serves again (a failed reload
+   keeps the running configuration). */
+static void reload_done(bool ok)
+{
+	metrics_reload(ok);
+	notify_ready(ok ? "serving (reloaded)" : "serving (reload failed, see the log)");
 }
 
 static void on_reload(evutil_socket_t sig, short what, void *arg)
 {
 	struct app *app = arg;
 	char err[1024];
-	struct runtime *rt = runtime_load(app->config_path, true, &app->log, err, sizeof(err));
+	struct runtime *rt;
 
+	notify_reloading();
+	rt = runtime_load(app->config_path, true, &app->log, err, sizeof(err));
 	if (rt == NULL) {
 		dglog(&app->log, LOG_ERR, "reload failed, keeping the running "
 		      "configuration: %s", err);
+		reload_done(false);
 		return;
 	}
 	if (passdb_attach(rt->passdb, app->base, &app->log,
@@ -157,6 +180,7 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 		dglog(&app->log, LOG_ERR, "reload failed, keeping the running "
 		      "configuration: %s", err);
 		runtime_unref(rt);
+		reload_done(false);
 		return;
 	}
 	if (runtime_attach_penalty(rt, app->penalty, err, sizeof(err)) < 0) {
@@ -164,12 +188,21 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 		dglog(&app->log, LOG_ERR, "%s; keeping the previous [penalty] settings", err);
 		rt->penalty = server_runtime(app->server)->penalty;
 	}
+	/* last: it cannot be undone (old decisions then use the new pools too) */
+	if (runtime_attach_routing(rt, app->routing, err, sizeof(err)) < 0) {
+		dglog(&app->log, LOG_ERR, "reload failed, keeping the running "
+		      "configuration: %s", err);
+		runtime_unref(rt);
+		reload_done(false);
+		return;
+	}
 	warn_restart_only(app, &server_runtime(app->server)->cfg, &rt->cfg);
 	server_set_runtime(app->server, rt);
 	dglog_set_target(&app->log, rt->cfg.log_target);
 	dglog(&app->log, LOG_INFO, "configuration reloaded from %s (%zu users)",
 	      app->config_path, passdb_user_count(rt->passdb));
 	runtime_unref(rt);
+	reload_done(true);
 }
 
 static int add_signals(struct app *app)
@@ -205,6 +238,23 @@ static int test_config(struct app *app)
 	return 0;
 }
 
+/* A scrape's gauges, read from the running state (metrics_http.h). */
+static void collect_metrics(void *ctx, struct metrics_gauges *g)
+{
+	struct app *app = ctx;
+	struct runtime *rt = server_runtime(app->server);
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	g->in_flight = server_in_flight(app->server);
+	g->users = passdb_user_count(rt->passdb);
+	g->penalty_enabled = rt->penalty != NULL;
+	if (rt->penalty != NULL) {
+		g->penalty_active = penalty_active(rt->penalty, now.tv_sec);
+		g->penalty_entries = penalty_entries(rt->penalty);
+	}
+}
+
 /* Bind, drop privileges, start the hash threads. */
 static int start(struct app *app, struct runtime *rt, char *err, size_t errlen)
 {
@@ -212,6 +262,10 @@ static int start(struct app *app, struct runtime *rt, char *err, size_t errlen)
 
 	app->server = server_new(app->base, &app->log, rt, err, errlen);
 	if (app->server == NULL)
+		return -1;
+	if (cfg->metrics_listen_text != NULL &&
+	    (app->metrics = metrics_http_new(app->base, &app->log, cfg, collect_metrics,
+					     app, err, errlen)) == NULL)
 		return -1;
 	if (cfg->user != NULL && drop_privileges(cfg->user, err, errlen) < 0)
 		return -1;
@@ -233,6 +287,9 @@ static void stop(struct app *app)
 {
 	/* workers first: their last completions still reply through the server */
 	workers_free(app->workers);
+	/* cancelled lookups still reply through the server */
+	routing_shutdown(app->routing);
+	metrics_http_free(app->metrics);
 	server_free(app->server);
 	if (app->sig_term != NULL)
 		event_free(app->sig_term);
@@ -266,13 +323,16 @@ static int run(struct app *app)
 	}
 	dglog_set_target(&app->log, rt->cfg.log_target);
 	app->penalty = penalty_new();
-	if (app->penalty == NULL ||
-	    runtime_attach_penalty(rt, app->penalty, err, sizeof(err)) < 0) {
-		dglog(&app->log, LOG_ERR, "%s", app->penalty == NULL ?
-		      "out of memory for the penalty table" : err);
+	app->routing = routing_new(app->base, &app->log);
+	if (app->penalty == NULL || app->routing == NULL ||
+	    runtime_attach_penalty(rt, app->penalty, err, sizeof(err)) < 0 ||
+	    runtime_attach_routing(rt, app->routing, err, sizeof(err)) < 0) {
+		dglog(&app->log, LOG_ERR, "%s", app->penalty == NULL || app->routing == NULL ?
+		      "out of memory for the penalty table or backends" : err);
 		runtime_unref(rt);
-		penalty_free(app->penalty);
 		stop(app);
+		penalty_free(app->penalty);
+		routing_free(app->routing);
 		return 1;
 	}
 	/* Dovecot is connected after dropping privileges, like every reconnect */
@@ -283,14 +343,16 @@ static int run(struct app *app)
 		dglog(&app->log, LOG_INFO, "dovegate-auth " DG_VERSION " listening on %s, "
 		      "%zu users, credentials mode %s", rt->cfg.listen_text,
 		      passdb_user_count(rt->passdb), cred_mode_name(rt->cfg.cred_mode));
+		notify_ready("serving");
 		if (event_base_dispatch(app->base) == 0)
 			rc = 0;
 		dglog(&app->log, LOG_INFO, "stopped");
 	}
 	runtime_unref(rt);
 	stop(app);
-	/* after stop(): no decision is left to use it */
+	/* after stop(): no decision is left to use them */
 	penalty_free(app->penalty);
+	routing_free(app->routing);
 	return rc;
 }
 

@@ -158,6 +158,37 @@ enum passdb_result passdb_lookup(const struct passdb *db, const char *user,
 	return PASSDB_NOT_FOUND;
 }
 
+static int copy_field(const char *value, char **out)
+{
+	*out = value != NULL ? strdup(value) : NULL;
+	return value != NULL && *out == NULL ? -1 : 0;
+}
+
+/* The first users file that has the user is the one passdb_lookup() used. */
+int passdb_route(const struct passdb *db, const char *user, char **host_r, char **port_r)
+{
+	*host_r = *port_r = NULL;
+	for (size_t i = 0; i < db->count && db->src[i].file != NULL; i++) {
+		struct passdb_file_src *f = db->src[i].file;
+		char *stored = NULL;
+		enum passdb_file_result found = passdb_file_lookup(f, user, &stored);
+
+		if (stored != NULL)
+			explicit_bzero(stored, strlen(stored));
+		free(stored);
+		if (found != PDF_FOUND)
+			continue;
+		if (copy_field(passdb_file_field(f, user, "host"), host_r) < 0 ||
+		    copy_field(passdb_file_field(f, user, "port"), port_r) < 0) {
+			free(*host_r);
+			*host_r = NULL;
+			return -1;
+		}
+		return 0;
+	}
+	return 0;
+}
+
 const char *passdb_default_scheme(const struct passdb *db)
 {
 	return db->default_scheme;

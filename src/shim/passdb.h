@@ -44,6 +44,10 @@ void passdb_refresh(struct passdb *db, struct dglog *log);
    default_scheme differs from passdb_default_scheme(). */
 enum passdb_result passdb_lookup(const struct passdb *db, const char *user,
 				 char **stored_r);
+/* After PASSDB_FOUND: the user's host= and port= extra fields (Dovecot
+   proxy semantics: where the user's mailbox is), malloc()ed, NULL when
+   absent. -1 when out of memory. */
+int passdb_route(const struct passdb *db, const char *user, char **host_r, char **port_r);
 const char *passdb_default_scheme(const struct passdb *db);
 size_t passdb_user_count(const struct passdb *db);
 /* The name of the source that answers for users in no file ("-": none). */

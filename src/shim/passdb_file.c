@@ -178,6 +178,14 @@ enum passdb_file_result passdb_file_lookup(const struct passdb_file_src *db,
 	return *stored_r != NULL ? PDF_FOUND : PDF_UNAVAILABLE;
 }
 
+const char *passdb_file_field(const struct passdb_file_src *db, const char *user,
+			      const char *key)
+{
+	const struct passwd_entry *e = db->pf != NULL ? passwd_file_lookup(db->pf, user) : NULL;
+
+	return e != NULL ? passwd_entry_field(e, key) : NULL;
+}
+
 const char *passdb_file_default_scheme(const struct passdb_file_src *db)
 {
 	return db->default_scheme;

@@ -29,6 +29,10 @@ void passdb_file_refresh(struct passdb_file_src *db, struct dglog *log);
 /* On FOUND, *stored_r is a malloc()ed copy of the password field (may be ""). */
 enum passdb_file_result passdb_file_lookup(const struct passdb_file_src *db,
 					   const char *user, char **stored_r);
+/* The user's extra field `key` (e.g. host, port); NULL when the user or the
+   field is absent. Valid until the next refresh. */
+const char *passdb_file_field(const struct passdb_file_src *db, const char *user,
+			      const char *key);
 const char *passdb_file_default_scheme(const struct passdb_file_src *db);
 size_t passdb_file_user_count(const struct passdb_file_src *db);
 

@@ -102,8 +102,21 @@ static int load_external_map(struct runtime *rt, char *err, size_t errlen)
 	return 0;
 }
 
+/* Until runtime_attach_routing(): the pools without health checks. */
+static int make_own_routing(struct runtime *rt, struct dglog *log, char *err, size_t errlen)
+{
+	rt->own_routing = routing_new(NULL, log);
+	if (rt->own_routing == NULL) {
+		snprintf(err, errlen, "%s: out of memory", rt->cfg.path);
+		return -1;
+	}
+	rt->routing = rt->own_routing;
+	return routing_configure(rt->own_routing, &rt->cfg, err, errlen);
+}
+
 static void runtime_free(struct runtime *rt)
 {
+	routing_free(rt->own_routing);
 	external_map_free(rt->external_map);
 	cache_free(rt->cache);
 	free(rt->dummy_hash);
@@ -132,7 +145,8 @@ struct runtime *runtime_load(const char *config_path, bool strict,
 	    credentials_init(&rt->cred, &rt->cfg, err, errlen) < 0 ||
 	    load_passdb(rt, strict, log, err, errlen) < 0 ||
 	    make_dummy_hash(rt, err, errlen) < 0 || make_cache(rt, err, errlen) < 0 ||
-	    load_external_map(rt, err, errlen) < 0) {
+	    load_external_map(rt, err, errlen) < 0 ||
+	    make_own_routing(rt, log, err, errlen) < 0) {
 		runtime_free(rt);
 		return NULL;
 	}
@@ -151,6 +165,14 @@ int runtime_attach_penalty(struct runtime *rt, struct penalty *p, char *err, siz
 		return -1;
 	}
 	rt->penalty = p;
+	return 0;
+}
+
+int runtime_attach_routing(struct runtime *rt, struct routing *r, char *err, size_t errlen)
+{
+	if (routing_configure(r, &rt->cfg, err, errlen) < 0)
+		return -1;
+	rt->routing = r;
 	return 0;
 }
 

@@ -17,6 +17,7 @@
 #include "log.h"
 #include "passdb.h"
 #include "penalty.h"
+#include "routing.h"
 #include "secret.h"
 
 struct runtime {
@@ -37,6 +38,11 @@ struct runtime {
 	   process (main.c) so that scores survive SIGHUP; borrowed here. NULL:
 	   [penalty] enabled = no (or not attached, e.g. tools and tests). */
 	struct penalty *penalty;
+	/* Backend pools and their health: process-wide too (main.c), borrowed
+	   once attached; until then the runtime's own copy of the pools, all
+	   counted as up (own_routing, for `-t`, tools and tests). */
+	struct routing *routing;
+	struct routing *own_routing;
 };
 
 /* strict: an unusable users file is an error (config test, reload).
@@ -47,6 +53,10 @@ struct runtime *runtime_load(const char *config_path, bool strict,
 /* Applies rt's [penalty] settings to the process-wide state p (keeping
    every score) and lets rt's decisions use it. -1 with err on ENOMEM. */
 int runtime_attach_penalty(struct runtime *rt, struct penalty *p, char *err, size_t errlen);
+/* Applies rt's backend pools, [health] and [route] to the process-wide
+   routing r (keeping every surviving backend's health) and lets rt's
+   decisions use it. -1 with err. */
+int runtime_attach_routing(struct runtime *rt, struct routing *r, char *err, size_t errlen);
 struct runtime *runtime_ref(struct runtime *rt);
 void runtime_unref(struct runtime *rt);
 

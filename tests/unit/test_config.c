@@ -164,8 +164,14 @@ static void test_valid(void **state)
 	assert_true(cfg.has_backend[DG_PROTO_IMAP]);
 	assert_true(cfg.has_backend[DG_PROTO_POP3]);
 	assert_false(cfg.has_backend[DG_PROTO_SMTP]);
-	assert_string_equal(cfg.backend[DG_PROTO_POP3].ip, "::1");
-	assert_int_equal(cfg.backend[DG_PROTO_POP3].port, 10110);
+	/* [backend] lines are pools of one, in file order */
+	assert_int_equal(cfg.backend_count, 2);
+	assert_null(cfg.backends[1].name);
+	assert_int_equal(cfg.backends[1].proto, DG_PROTO_POP3);
+	assert_string_equal(cfg.backends[1].addr.ip, "::1");
+	assert_int_equal(cfg.backends[1].addr.port, 10110);
+	assert_int_equal(cfg.backends[1].weight, 1);
+	assert_int_equal(cfg.backends[1].line, 17);
 	assert_int_equal(cfg.cred_mode, CRED_MODE_MASTER);
 	assert_string_equal(cfg.master_user, "dovegate");
 	assert_string_equal(cfg.master_separator, "*");
@@ -414,8 +420,9 @@ static void test_required(void **state)
 	expect_error(t, "[server]\nsecret_file = s\n[passdb]\npath = u\n[backend]\n"
 		     "imap = 127.0.0.1:1\n", 0, "[ticket] signing_key is required");
 	expect_error(t, "[server]\nsecret_file = s\n[passdb]\npath = u\n[backend]\n"
-		     "imap = 127.0.0.1:1\n[ticket]\nsigning_key = k.key\n", 0,
-		     "[ticket] audience is required");
+		     "imap = 127.0.0.1:1\n[ticket]\nsigning_key = k.key\n", 6,
+		     "[backend] imap needs an audience (or set [ticket] audience): "
+		     "imap uses tickets");
 	expect_error(t, "[server]\nsecret_file = s\n[passdb]\npath = u\n[backend]\n"
 		     "imap = 127.0.0.1:1\n[credentials]\nmode = ticket\n[ticket]\n"
 		     "audience = mx1\n", 0, "[ticket] signing_key is required");
@@ -424,7 +431,7 @@ static void test_required(void **state)
 		     "[credentials] master_user is required");
 	expect_error(t, "[server]\nsecret_file = s\n[passdb]\npath = u\n"
 		     "[credentials]\nmode = passthrough\n", 0,
-		     "[backend] needs at least one of imap, pop3, smtp");
+		     "no backend: set [backend] imap, pop3 or smtp, or add [backend NAME] sections");
 }
 
 static void test_missing_config_file(void **state)

@@ -1,0 +1,81 @@
+/* Backend routing for dovegate-auth: the per-protocol pools of the config
+   (route.h: weighted rendezvous hashing on the user), their active health
+   checks (health.h) and the host-name resolver for passdb host= fields
+   (dns.h).
+
+   Process-wide and outside the reloadable runtime, like the penalty state:
+   a reload (routing_configure) builds new pools and a new checker, and every
+   backend that is still configured keeps its health state (up or down);
+   new ones are down until their first good probe. Loop thread only. */
+#ifndef DOVEGATE_SHIM_ROUTING_H
+#define DOVEGATE_SHIM_ROUTING_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "authhttp.h"
+#include "backend.h"
+#include "config.h"
+#include "dns.h"
+#include "log.h"
+#include "route.h"
+
+struct event_base;
+struct routing;
+
+/* base NULL: no health checks (every backend counts as up) and no
+   resolver (tests, `dovegate-auth -t`). NULL: out of memory. */
+struct routing *routing_new(struct event_base *base, struct dglog *log);
+/* Applies cfg's pools, [health] and [route] key. -1 with err (the previous
+   pools stay in force). */
+int routing_configure(struct routing *r, const struct dg_config *cfg,
+		      char *err, size_t errlen);
+/* Stops every probe and answers pending resolutions with an error; the
+   pools stay usable (every backend keeps its last state). Before the event
+   base goes. */
+void routing_shutdown(struct routing *r);
+void routing_free(struct routing *r);
+
+/* True when proto has a pool (healthy or not). */
+bool routing_serves(const struct routing *r, enum dg_proto proto);
+
+/* The backend a login goes to. */
+struct routing_choice {
+	struct backend addr;
+	/* the backend's ticket audience; "" when it has none of its own (the
+	   credentials then use [ticket] audience) */
+	char audience[ROUTE_IDENTITY_MAX];
+};
+
+/* The healthy backend for key (the user) in proto's pool; false when none is
+   up (or all are drained). Sticky: the same key gets the same backend while
+   it is up, on every host with the same [route] key and backends. */
+bool routing_pick(const struct routing *r, enum dg_proto proto, const char *key,
+		  size_t key_len, struct routing_choice *out);
+/* A passdb's host (an IP literal) and port (0: not given). Without a port,
+   the port of proto's pool backend at that IP, else the protocol's standard
+   port (143, 110, 587). The audience is that of the pool backend at the
+   address, if any. -1 when ip is not an IP literal. */
+int routing_choice_for(const struct routing *r, enum dg_proto proto, const char *ip,
+		       unsigned port, struct routing_choice *out);
+
+/* Resolves a passdb host= name to an IP literal (dns.h). Without a
+   resolver, done gets an error at once. */
+void routing_resolve(struct routing *r, const char *host, dns_done_fn *done, void *ctx);
+
+/* ---- read-only view, for metrics ----------------------------------------- */
+
+struct routing_backend_info {
+	const char *proto;              /* "imap", "pop3", "smtp" */
+	const char *backend;            /* "ip:port" ("[v6]:port") */
+	const char *name;               /* [backend NAME]; "" for [backend] PROTO = */
+	bool up;                        /* health checks say so (or checks are off) */
+	unsigned weight;                /* 0: drained */
+};
+
+size_t routing_backend_count(const struct routing *r);
+/* i < routing_backend_count(); the strings live until the next
+   routing_configure() or routing_free(). */
+void routing_backend_get(const struct routing *r, size_t i, struct routing_backend_info *out);
+
+#endif
