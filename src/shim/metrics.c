@@ -129,7 +129,7 @@ void metrics_reload(bool ok)
 }
 
 void metrics_gauges_add_backend(struct metrics_gauges *g, const char *proto,
-				const char *backend, bool up)
+				const char *name, const char *backend, bool up)
 {
 	struct metrics_backend_state *b;
 
@@ -137,6 +137,7 @@ void metrics_gauges_add_backend(struct metrics_gauges *g, const char *proto,
 		return;
 	b = &g->backends[g->backend_count++];
 	snprintf(b->proto, sizeof(b->proto), "%s", proto != NULL ? proto : "");
+	snprintf(b->name, sizeof(b->name), "%s", name != NULL ? name : "");
 	snprintf(b->backend, sizeof(b->backend), "%s", backend != NULL ? backend : "");
 	b->up = up;
 }
@@ -289,7 +290,8 @@ static void render_counters(struct writer *w)
 
 static void render_backends(struct writer *w, const struct metrics_gauges *g)
 {
-	char proto[2 * sizeof(g->backends[0].proto)], backend[2 * sizeof(g->backends[0].backend)];
+	char proto[2 * sizeof(g->backends[0].proto)], name[2 * sizeof(g->backends[0].name)];
+	char backend[2 * sizeof(g->backends[0].backend)];
 
 	if (g->backend_count == 0)
 		return;
@@ -297,9 +299,10 @@ static void render_backends(struct writer *w, const struct metrics_gauges *g)
 	       "Backend health by protocol: 1 up, 0 down (active health checks).");
 	for (size_t i = 0; i < g->backend_count; i++) {
 		escape_label(g->backends[i].proto, proto, sizeof(proto));
+		escape_label(g->backends[i].name, name, sizeof(name));
 		escape_label(g->backends[i].backend, backend, sizeof(backend));
-		put(w, "dovegate_auth_backend_up{proto=\"%s\",backend=\"%s\"} %d\n",
-		    proto, backend, g->backends[i].up ? 1 : 0);
+		put(w, "dovegate_auth_backend_up{proto=\"%s\",name=\"%s\",backend=\"%s\"} %d\n",
+		    proto, name, backend, g->backends[i].up ? 1 : 0);
 	}
 }
 

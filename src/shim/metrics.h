@@ -31,7 +31,8 @@ void metrics_reset(void);
 
 struct metrics_backend_state {
 	char proto[8];
-	char backend[64];
+	char name[64];                  /* [backend NAME]; "" for [backend] PROTO = */
+	char backend[64];               /* ip:port */
 	bool up;
 };
 
@@ -48,7 +49,7 @@ struct metrics_gauges {
 
 /* Adds one backend's health (beyond METRICS_MAX_BACKENDS: ignored). */
 void metrics_gauges_add_backend(struct metrics_gauges *g, const char *proto,
-				const char *backend, bool up);
+				const char *name, const char *backend, bool up);
 
 /* The whole exposition, counters and g. 0, or -1 when out of memory. */
 int metrics_render(struct evbuffer *out, const struct metrics_gauges *g);

@@ -126,9 +126,9 @@ static void test_reloads_close_and_gauges(void **state)
 	metrics_reload(true);
 	metrics_reload(false);
 	metrics_decision(0, 0, "fail", "bad_password", NULL, 0, 0);
-	metrics_gauges_add_backend(&g, "imap", "10.0.0.5:143", true);
-	metrics_gauges_add_backend(&g, "pop3", "[2001:db8::1]:110", false);
-	metrics_gauges_add_backend(&g, "smtp", "odd\"name\\", true);
+	metrics_gauges_add_backend(&g, "imap", "mx1", "10.0.0.5:143", true);
+	metrics_gauges_add_backend(&g, "pop3", "", "[2001:db8::1]:110", false);
+	metrics_gauges_add_backend(&g, "smtp", "odd\"name\\", "10.0.0.6:587", true);
 	text = render(&g);
 	assert_line(text, "dovegate_auth_reloads_total{result=\"ok\"} 2");
 	assert_line(text, "dovegate_auth_reloads_total{result=\"failed\"} 1");
@@ -138,9 +138,9 @@ static void test_reloads_close_and_gauges(void **state)
 	assert_line(text, "dovegate_auth_users 7");
 	assert_line(text, "dovegate_auth_penalty_active 2");
 	assert_line(text, "dovegate_auth_penalty_entries 5");
-	assert_line(text, "dovegate_auth_backend_up{proto=\"imap\",backend=\"10.0.0.5:143\"} 1");
-	assert_line(text, "dovegate_auth_backend_up{proto=\"pop3\",backend=\"[2001:db8::1]:110\"} 0");
-	assert_line(text, "dovegate_auth_backend_up{proto=\"smtp\",backend=\"odd\\\"name\\\\\"} 1");
+	assert_line(text, "dovegate_auth_backend_up{proto=\"imap\",name=\"mx1\",backend=\"10.0.0.5:143\"} 1");
+	assert_line(text, "dovegate_auth_backend_up{proto=\"pop3\",name=\"\",backend=\"[2001:db8::1]:110\"} 0");
+	assert_line(text, "dovegate_auth_backend_up{proto=\"smtp\",name=\"odd\\\"name\\\\\",backend=\"10.0.0.6:587\"} 1");
 	free(text);
 }
 
