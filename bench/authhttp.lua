@@ -24,6 +24,9 @@
 --                       (costs a Lua call per response: smoke mode only)
 --   BENCH_DELAY_MS=x.y  wait about x.y ms (dithered between the two integers
 --                       around it) before each request: a paced, lower rate
+--   BENCH_NUSERS=N      (bench/run-memory) a different user per request, round
+--                       robin over u000000 .. u<N-1> with password "p-<user>";
+--                       USER and PASS are then ignored (a Lua call per request)
 
 local req
 local expect
@@ -36,6 +39,7 @@ local function esc(s)
 end
 
 function setup(thread)
+  thread:set("thread_no", #threads)
   table.insert(threads, thread)
 end
 
@@ -44,23 +48,40 @@ function init(args)
   expect = args[5] or "OK"
   local close = args[6] == "close"
   local path = wrk.path ~= "" and wrk.path or "/"
-  req = "GET " .. path .. (close and " HTTP/1.1\r\n" or " HTTP/1.0\r\n")
+  local head = "GET " .. path .. (close and " HTTP/1.1\r\n" or " HTTP/1.0\r\n")
      .. "Host: " .. wrk.host .. "\r\n"
      .. "Auth-Method: plain\r\n"
-     .. "Auth-User: " .. esc(user) .. "\r\n"
-     .. "Auth-Pass: " .. esc(pass) .. "\r\n"
-     .. "Auth-Protocol: imap\r\n"
+  local tail = "Auth-Protocol: imap\r\n"
      .. "Auth-Login-Attempt: 1\r\n"
      .. "Client-IP: 127.0.0.1\r\n"
      .. hname .. ": " .. hvalue .. "\r\n"
      .. (close and "Connection: close\r\n" or "")
      .. "\r\n"
+  req = head .. "Auth-User: " .. esc(user) .. "\r\n"
+     .. "Auth-Pass: " .. esc(pass) .. "\r\n" .. tail
+  if nusers then
+    -- threads start at different users; each walks all of them
+    local n = math.floor((thread_no or 0) * nusers / 7)
+    request = function()
+      n = (n + 1) % nusers
+      local u = string.format("u%06d", n)
+      return head .. "Auth-User: " .. u .. "\r\nAuth-Pass: p-" .. u .. "\r\n" .. tail
+    end
+    return
+  end
   -- wrk's own wrk.init() calls this init(), then builds the (static) request
   -- once per thread with wrk.format(): hand it ours. A global request()
   -- would make wrk call Lua for every request.
   wrk.format = function() return req end
 end
 
+
+nusers = tonumber(os.getenv("BENCH_NUSERS") or "")
+if nusers then
+  -- defined at load time, so wrk calls it per request (and once to count
+  -- pipelined requests: a valid placeholder); init() replaces it
+  function request() return "GET / HTTP/1.1\r\nHost: x\r\n\r\n" end
+end
 
 if os.getenv("BENCH_CHECK") == "1" then
   function response(status, headers, body)
