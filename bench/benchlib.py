@@ -291,8 +291,9 @@ def machine_lines(build):
     dc_v = subprocess.run(["dovecot", "--version"], capture_output=True, text=True).stdout.strip()
     dg = subprocess.run([os.path.join(build, "src/shim/dovegate-auth"), "-V"],
                         capture_output=True, text=True).stdout.strip()
-    git = subprocess.run(["git", "-C", TOP, "describe", "--always", "--dirty"],
-                         capture_output=True, text=True).stdout.strip()
+    # BENCH_GIT: the commit, when running from an exported tree (git archive)
+    git = os.environ.get("BENCH_GIT") or subprocess.run(
+        ["git", "-C", TOP, "describe", "--always", "--dirty"], capture_output=True, text=True).stdout.strip()
     model = "?"
     with open("/proc/cpuinfo") as f:
         for line in f:
