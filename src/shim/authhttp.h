@@ -98,7 +98,8 @@ int authhttp_decode(const char *in, size_t inlen, char **out, size_t *outlen);
 /* What libevent adds around our header lines, worst case (HTTP/1.1 request):
    "HTTP/1.1 200 OK\r\n" 17 + "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n" 37 +
    "Connection: close\r\n" 19 + "Content-Length: 0\r\n" 19 + final "\r\n" 2
-   = 94; rounded up. nginx itself speaks HTTP/1.0 and gets 38. */
+   = 94; rounded up. nginx itself speaks HTTP/1.0 and gets 57 (we always
+   send Content-Length: 0, see server.c). */
 #define AUTHHTTP_HEAD_OVERHEAD 96
 #define AUTHHTTP_MAX_HEADERS 8
 

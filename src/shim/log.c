@@ -88,6 +88,34 @@ static void kv_puts(struct kvline *kv, const char *s)
 		kv_putc(kv, *s++);
 }
 
+/* Length of the well-formed UTF-8 sequence (RFC 3629: no overlong forms,
+   no surrogates, <= U+10FFFF) of at least two bytes at v, else 0. Client
+   names may be any bytes; the log stays valid UTF-8 for whatever reads it. */
+static size_t utf8_seq(const unsigned char *v, size_t len)
+{
+	size_t n = v[0] >= 0xc2 && v[0] <= 0xdf ? 2 : v[0] >= 0xe0 && v[0] <= 0xef ? 3 :
+		   v[0] >= 0xf0 && v[0] <= 0xf4 ? 4 : 0;
+	unsigned char lo = 0x80, hi = 0xbf;
+
+	if (n == 0 || len < n)
+		return 0;
+	if (v[0] == 0xe0)
+		lo = 0xa0;
+	else if (v[0] == 0xed)
+		hi = 0x9f;
+	else if (v[0] == 0xf0)
+		lo = 0x90;
+	else if (v[0] == 0xf4)
+		hi = 0x8f;
+	if (v[1] < lo || v[1] > hi)
+		return 0;
+	for (size_t i = 2; i < n; i++) {
+		if (v[i] < 0x80 || v[i] > 0xbf)
+			return 0;
+	}
+	return n;
+}
+
 static bool needs_quotes(const unsigned char *v, size_t len)
 {
 	if (len == 0 || len > KV_VALUE_MAX)
@@ -96,6 +124,12 @@ static bool needs_quotes(const unsigned char *v, size_t len)
 		if (v[i] <= ' ' || v[i] == 0x7f || v[i] == '"' || v[i] == '\\' ||
 		    v[i] == '=')
 			return true;
+		if (v[i] >= 0x80) {
+			size_t n = utf8_seq(v + i, len - i);
+			if (n == 0)
+				return true;
+			i += n - 1;
+		}
 	}
 	return false;
 }
@@ -112,11 +146,10 @@ static void kv_put_escaped(struct kvline *kv, unsigned char c)
 	case '\t': kv_puts(kv, "\\t"); return;
 	default: break;
 	}
-	if (c < ' ' || c == 0x7f) {
+	if (c < ' ' || c >= 0x7f) {
 		snprintf(hex, sizeof(hex), "\\x%02x", c);
 		kv_puts(kv, hex);
 	} else {
-		/* bytes >= 0x80 stay raw so UTF-8 names remain readable */
 		kv_putc(kv, (char)c);
 	}
 }
@@ -146,8 +179,20 @@ void kv_addn(struct kvline *kv, const char *key, const char *value, size_t len)
 		return;
 	}
 	kv_putc(kv, '"');
-	for (size_t i = 0; i < len && i < KV_VALUE_MAX; i++)
-		kv_put_escaped(kv, v[i]);
+	for (size_t i = 0; i < len && i < KV_VALUE_MAX; i++) {
+		/* well-formed UTF-8 stays raw so names remain readable; a
+		   sequence is never cut; any other byte >= 0x80 is \xNN */
+		size_t n = v[i] >= 0x80 ? utf8_seq(v + i, len - i) : 0;
+		if (n > 0 && i + n <= KV_VALUE_MAX) {
+			for (size_t j = 0; j < n; j++)
+				kv_putc(kv, (char)v[i + j]);
+			i += n - 1;
+		} else if (n > 0) {
+			break;
+		} else {
+			kv_put_escaped(kv, v[i]);
+		}
+	}
 	if (len > KV_VALUE_MAX)
 		kv_puts(kv, "...");
 	kv_putc(kv, '"');

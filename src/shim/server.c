@@ -1,6 +1,8 @@
 #include "server.h"
 
 #include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/http_struct.h>         /* the request's HTTP version */
@@ -17,11 +19,16 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "decision.h"
 
 #define LISTEN_BACKLOG 511
+/* accept() failing (EMFILE: out of fds): pause the listener this long rather
+   than spin on a listening socket that stays readable */
+#define ACCEPT_PAUSE_MS 200
+#define ACCEPT_LOG_EVERY 10.0           /* seconds between such log lines */
 
 struct server {
 	struct event_base *base;
@@ -33,6 +40,12 @@ struct server {
 	char unix_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	ino_t unix_ino;                 /* to remove only our own socket */
 	size_t in_flight;
+	unsigned timeout;               /* [server] timeout: whole request head */
+	double *started;                /* per fd: first byte of its request */
+	size_t started_len;
+	struct event *accept_pause;
+	double accept_logged;           /* last "cannot accept" line */
+	unsigned accept_errors;         /* since then */
 	bool draining;
 	void (*drained)(void *arg);
 	void *drained_arg;
@@ -211,6 +224,158 @@ static int bind_listener(struct server *srv, const struct dg_config *cfg,
 	return 0;
 }
 
+/* ---- slow clients -----------------------------------------------------------
+   evhttp's timeout is an inactivity timeout: a client sending a byte every few
+   seconds (slowloris) would keep its connection for hours. So a request head
+   must be complete within [server] timeout of its first byte; a read after
+   that shuts the socket down and evhttp frees the connection as on any EOF.
+   evhttp has no hook at connection start or end, so the input buffer's
+   callback swaps itself (fresh -> started) at a request's first byte and the
+   time is kept per fd: an fd belongs to one connection at a time, and every
+   request overwrites its fd's entry first. Callbacks get the bufferevent, so
+   the (one) server is reached through gate_srv. */
+
+static struct server *gate_srv;
+
+static double now_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int gate_slot(struct server *srv, evutil_socket_t fd)
+{
+	size_t need = (size_t)fd + 1, len = srv->started_len ? srv->started_len : 64;
+	double *grown;
+
+	if (need <= srv->started_len)
+		return 0;
+	while (len < need)
+		len *= 2;
+	grown = realloc(srv->started, len * sizeof(*grown));
+	if (grown == NULL)
+		return -1;
+	srv->started = grown;
+	srv->started_len = len;
+	return 0;
+}
+
+static void on_input_fresh(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+			   void *arg);
+static void on_input_started(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+			     void *arg);
+
+/* Cut the connection: what came is dropped unparsed, evhttp then sees EOF
+   and frees the connection its usual way. */
+static void gate_cut(struct evbuffer *buf, evutil_socket_t fd, void *arg)
+{
+	evbuffer_remove_cb(buf, on_input_fresh, arg);
+	evbuffer_remove_cb(buf, on_input_started, arg);
+	evbuffer_drain(buf, evbuffer_get_length(buf));
+	shutdown(fd, SHUT_RDWR);
+}
+
+/* A raw NUL never comes from nginx (it sends %00), and evhttp would silently
+   cut the header value there ("Auth-User: alice\0x" read as alice). */
+static bool gate_nul(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+		     evutil_socket_t fd, void *arg)
+{
+	struct evbuffer_ptr pos;
+	size_t len = evbuffer_get_length(buf);
+
+	if (info->n_added > len ||
+	    evbuffer_ptr_set(buf, &pos, len - info->n_added, EVBUFFER_PTR_SET) < 0 ||
+	    evbuffer_search(buf, "", 1, &pos).pos < 0)
+		return false;
+	gate_cut(buf, fd, arg);
+	dglog(gate_srv->log, LOG_WARNING, "refused request=http result=error "
+	      "reason=nul_byte detail=\"NUL byte in the request head\"");
+	return true;
+}
+
+static void on_input_fresh(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+			   void *arg)
+{
+	evutil_socket_t fd = bufferevent_getfd(arg);
+
+	if (info->n_added == 0 || fd < 0 || gate_nul(buf, info, fd, arg) ||
+	    gate_slot(gate_srv, fd) < 0)
+		return;
+	gate_srv->started[fd] = now_seconds();
+	evbuffer_remove_cb(buf, on_input_fresh, arg);
+	evbuffer_add_cb(buf, on_input_started, arg);
+}
+
+static void on_input_started(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+			     void *arg)
+{
+	evutil_socket_t fd = bufferevent_getfd(arg);
+	double took;
+
+	if (info->n_added == 0 || fd < 0 || gate_nul(buf, info, fd, arg))
+		return;
+	took = now_seconds() - gate_srv->started[fd];
+	if (took <= gate_srv->timeout)
+		return;
+	gate_cut(buf, fd, arg);
+	dglog(gate_srv->log, LOG_WARNING, "refused request=http result=error "
+	      "reason=slow_request detail=\"head not complete %.0f s after its first "
+	      "byte (timeout %u s)\"", took, gate_srv->timeout);
+}
+
+/* evhttp's default bufferevent, with the gate on its input */
+static struct bufferevent *new_bufferevent(struct event_base *base, void *arg)
+{
+	struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+
+	if (bev != NULL)
+		evbuffer_add_cb(bufferevent_get_input(bev), on_input_fresh, bev);
+	return bev;
+}
+
+/* The head is complete: the next request on this connection starts afresh. */
+static void gate_rearm(struct evhttp_request *req)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+	struct evbuffer *in = bev ? bufferevent_get_input(bev) : NULL;
+
+	if (in != NULL && evbuffer_remove_cb(in, on_input_started, bev) == 0)
+		evbuffer_add_cb(in, on_input_fresh, bev);
+}
+
+/* ---- accept errors ----------------------------------------------------------- */
+
+static void on_accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *srv = arg;
+
+	if (!srv->draining)
+		evconnlistener_enable(srv->listener);
+}
+
+/* The listener's user argument is evhttp's, hence gate_srv. */
+static void on_accept_error(struct evconnlistener *listener, void *arg)
+{
+	struct server *srv = gate_srv;
+	struct timeval pause = { 0, ACCEPT_PAUSE_MS * 1000 };
+	int err = EVUTIL_SOCKET_ERROR();
+	double now = now_seconds();
+
+	srv->accept_errors++;
+	if (srv->accept_logged == 0 || now - srv->accept_logged >= ACCEPT_LOG_EVERY) {
+		dglog(srv->log, LOG_ERR, "cannot accept connections: %s; pausing %d ms "
+		      "(%u times since the last such line)", strerror(err),
+		      ACCEPT_PAUSE_MS, srv->accept_errors);
+		srv->accept_logged = now;
+		srv->accept_errors = 0;
+	}
+	evconnlistener_disable(listener);
+	event_add(srv->accept_pause, &pause);
+}
+
 /* ---- requests -------------------------------------------------------------- */
 
 static void request_done(struct server *srv)
@@ -238,6 +403,10 @@ static void on_reply(void *ctx, const struct authhttp_response *resp)
 			dglog(p->srv->log, LOG_ERR, "libevent refused header %s",
 			      resp->headers[i].name);
 	}
+	/* libevent adds Content-Length only for HTTP/1.1 or keep-alive; strict
+	   clients (wrk, load balancers' health checks) need it on HTTP/1.0 too to
+	   know the empty body ended. Counted in AUTHHTTP_HEAD_OVERHEAD. */
+	evhttp_add_header(out, "Content-Length", "0");
 	if (evhttp_request_get_connection(p->req) == NULL) {
 		/* client went away while we were deciding: this frees req */
 		evhttp_send_reply(p->req, HTTP_OK, "OK", NULL);
@@ -290,6 +459,7 @@ static void on_request(struct evhttp_request *req, void *arg)
 	struct pending *p;
 	size_t count = 0;
 
+	gate_rearm(req);
 	if (refuse_http_version(srv, req))
 		return;
 	pairs = collect_headers(req, &count);
@@ -313,6 +483,7 @@ static void on_request(struct evhttp_request *req, void *arg)
 static void apply_limits(struct server *srv, const struct dg_config *cfg)
 {
 	evhttp_set_timeout(srv->http, (int)cfg->timeout);
+	srv->timeout = cfg->timeout;
 	evhttp_set_max_headers_size(srv->http, cfg->max_header_bytes);
 	evhttp_set_max_body_size(srv->http, 0);
 }
@@ -334,11 +505,20 @@ struct server *server_new(struct event_base *base, struct dglog *log,
 	/* nginx ignores the body; do not announce one */
 	evhttp_set_default_content_type(srv->http, NULL);
 	evhttp_set_gencb(srv->http, on_request, srv);
+	evhttp_set_bevcb(srv->http, new_bufferevent, NULL);
+	gate_srv = srv;
 	apply_limits(srv, &rt->cfg);
+	srv->accept_pause = evtimer_new(base, on_accept_resume, srv);
+	if (srv->accept_pause == NULL) {
+		snprintf(err, errlen, "out of memory");
+		server_free(srv);
+		return NULL;
+	}
 	if (bind_listener(srv, &rt->cfg, err, errlen) < 0) {
 		server_free(srv);
 		return NULL;
 	}
+	evconnlistener_set_error_cb(srv->listener, on_accept_error);
 	return srv;
 }
 
@@ -396,6 +576,11 @@ void server_free(struct server *srv)
 	/* evhttp_free() frees the listener bound to it */
 	if (srv->http != NULL)
 		evhttp_free(srv->http);
+	if (srv->accept_pause != NULL)
+		event_free(srv->accept_pause);
+	if (gate_srv == srv)
+		gate_srv = NULL;
+	free(srv->started);
 	remove_socket(srv);
 	runtime_unref(srv->rt);
 	free(srv);
