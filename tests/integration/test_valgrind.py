@@ -11,19 +11,32 @@ next passdb), a replayed ticket and a tampered one. Then it stops Dovecot
 its leak report) and reads every valgrind log: no memcheck error at all in
 any process, and no definitely/indirectly lost block allocated through our
 code. Needs valgrind (scripts/deps); without it the test fails, never skips.
+
+A second chain runs dovegate-auth itself under memcheck (issue 7): logins of
+every kind through nginx (IMAP LOGIN and AUTHENTICATE, CRAM-MD5, POP3 USER/PASS
+and APOP, submission, EXTERNAL with a client certificate, MX without AUTH),
+refusals, a reload, then SIGTERM: no memcheck error, no definitely or
+indirectly lost block, valgrind's exit status clean. Skipped only in the
+sanitizer build (valgrind cannot run ASan binaries; ASan watches it there).
 """
 import glob
 import imaplib
 import os
+import poplib
 import re
 import shutil
+import signal
+import smtplib
 import socket
+import ssl
+import subprocess
 import tempfile
 import time
 
 import pytest
 
-from conftest import LogWatch, start_chain, stop_chain
+from chain import DEMO_USERS, Chain
+from conftest import BUILD_DIR, LIVE_CHAINS, LogWatch, start_chain, stop_chain
 from helpers import auth_http, nginx_headers, user
 from test_tickets import good_claims, mint, proxy_login
 
@@ -270,3 +283,153 @@ def test_modules_run_clean_under_valgrind(vg):
         problems += findings(p)[0]
     assert not problems, (f"valgrind found problems ({len(logs)} logs in {logdir}):\n\n"
                           + "\n\n".join(problems))
+
+
+# ---- dovegate-auth under valgrind ---------------------------------------------
+
+class WrappedAuthChain(Chain):
+    """A chain whose dovegate-auth runs under a wrapper command (valgrind,
+    faketime): the wrapper's argv goes in front of dovegate-auth's."""
+
+    def __init__(self, *args, auth_wrapper=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.auth_wrapper = list(auth_wrapper)
+
+    def auth_argv(self):
+        return self.auth_wrapper + [self.binary("src/shim/dovegate-auth"), "-c",
+                                    self.path("etc", "dovegate-auth.conf")]
+
+    def _spawn(self, name, argv, log=None):
+        if name == "dovegate-auth":
+            argv = self.auth_argv()
+        return super()._spawn(name, argv, log)
+
+    def restart_auth(self, timeout=30):
+        """SIGTERM dovegate-auth by pid, wait, start it again (same wrapper)."""
+        proc = self.procs["dovegate-auth"]
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout)
+        self._spawn("dovegate-auth", None, log=self.values["LOG_AUTH"])
+
+
+def start_wrapped_chain(auth_wrapper, **kwargs):
+    """conftest.start_chain for a WrappedAuthChain (log tails on failure too)."""
+    state = tempfile.mkdtemp(prefix="dovegate-test-", dir="/tmp")
+    c = WrappedAuthChain(state, BUILD_DIR, auth_wrapper=auth_wrapper, **kwargs)
+    try:
+        c.start(timeout=60)
+    except Exception:
+        tails = c.log_tails(60) if hasattr(c, "values") else ""
+        pytest.fail(f"chain did not start (state kept in {state}):\n{tails}", pytrace=True)
+    LIVE_CHAINS.append(c)
+    return c
+
+
+def sanitized_build():
+    """True for a --enable-sanitizers build (dovegate-auth links libasan)."""
+    out = subprocess.run(["ldd", os.path.join(BUILD_DIR, "src", "shim", "dovegate-auth")],
+                         capture_output=True, text=True)
+    return "libasan" in out.stdout
+
+
+AUTH_VG_EXIT = 99  # valgrind's exit status when it found an error
+AUTH_VG_OPTS = ["--vgdb=no", "--leak-check=full", "--show-leak-kinds=definite,indirect",
+                "--errors-for-leak-kinds=definite,indirect", f"--error-exitcode={AUTH_VG_EXIT}",
+                "--track-origins=yes", "--num-callers=30"]
+# bob's ARGON2ID hash would take minutes under memcheck: PLAIN and SHA512-CRYPT
+AUTH_VG_USERS = [u for u in DEMO_USERS if u[2] != "ARGON2ID"]
+
+
+@pytest.fixture(scope="module")
+def vg_auth():
+    if not os.access(VALGRIND, os.X_OK):
+        pytest.fail(f"{VALGRIND} missing: install valgrind (add it to TEST_PKGS in scripts/deps)")
+    if sanitized_build():
+        pytest.skip("sanitizer build: valgrind cannot run ASan binaries (ASan checks them instead)")
+    logdir = tempfile.mkdtemp(prefix="dovegate-valgrind-auth-", dir="/tmp")
+    log = os.path.join(logdir, "dovegate-auth.%p.log")
+    c = start_wrapped_chain([VALGRIND, *AUTH_VG_OPTS, f"--log-file={log}"], users=AUTH_VG_USERS,
+                            imap_auth="plain login cram-md5", pop3_auth="plain apop")
+    try:
+        yield c, logdir
+    finally:
+        stop_chain(c)
+        if not getattr(pytest, "dovegate_failed", False):
+            shutil.rmtree(logdir, ignore_errors=True)
+        else:
+            print(f"\nvalgrind logs kept for inspection: {logdir}")
+
+
+def every_kind_of_login(chain, alog):
+    e = chain.env
+    alice, carol = user(chain, "alice"), user(chain, "carol")
+    port = int(e["NGINX_IMAP_PORT"])
+    c = imaplib.IMAP4("127.0.0.1", port, timeout=SLOW)
+    assert c.login(*alice)[0] == "OK"
+    c.logout()
+    c = imaplib.IMAP4("127.0.0.1", port, timeout=SLOW)
+    assert c.authenticate("PLAIN", lambda _: f"\0{carol[0]}\0{carol[1]}".encode())[0] == "OK"
+    c.logout()
+    c = imaplib.IMAP4("127.0.0.1", port, timeout=SLOW)
+    assert c.login_cram_md5(*carol)[0] == "OK"
+    c.logout()
+    p = poplib.POP3("127.0.0.1", int(e["NGINX_POP3_PORT"]), timeout=SLOW)
+    p.user(alice[0])
+    assert p.pass_(alice[1]).startswith(b"+OK")
+    p.quit()
+    p = poplib.POP3("127.0.0.1", int(e["NGINX_POP3_PORT"]), timeout=SLOW)
+    assert p.apop(*carol).startswith(b"+OK")
+    p.quit()
+    with smtplib.SMTP("127.0.0.1", int(e["NGINX_SUBMISSION_PORT"]), timeout=SLOW) as s:
+        s.ehlo("client.example")
+        assert s.login(*alice)[0] == 235
+    ctx = ssl.create_default_context(cafile=e["TLS_CA"])
+    ctx.load_cert_chain(e["TLS_CLIENT_CERT"], e["TLS_CLIENT_KEY"])
+    c = imaplib.IMAP4_SSL("127.0.0.1", int(e["NGINX_IMAPS_PORT"]), ssl_context=ctx, timeout=SLOW)
+    assert c.authenticate("EXTERNAL", lambda _: b"")[0] == "OK"
+    c.logout()
+    with smtplib.SMTP("127.0.0.1", int(e["NGINX_SMTP_PORT"]), timeout=SLOW) as s:
+        s.ehlo("client.example.com")
+        assert s.mail("sender@example.com")[0] == 250
+        assert s.rcpt("carol@example.org")[0] == 250
+    with smtplib.SMTP("127.0.0.1", int(e["NGINX_SMTP_PORT"]), timeout=SLOW) as s:
+        s.ehlo("client.example.com")
+        assert s.mail("sender@example.com")[0] == 250
+        assert s.rcpt("someone@example.com")[0] == 550  # not a relay domain
+    for method in ("plain", "cram-md5", "apop", "external", "none"):
+        alog.wait_for(rf"\bdecision\b.*\bmethod={method}\b.*\bresult=ok\b", SLOW)
+
+
+def refusals(chain, alog):
+    """Wrong password, unknown user, bad request, missing secret: straight to
+    dovegate-auth (through nginx each costs Auth-Wait seconds)."""
+    name, _ = user(chain, "alice")
+    assert auth_http(chain, nginx_headers(chain, name, "wrong"))["auth-status"] != "OK"
+    assert auth_http(chain, nginx_headers(chain, "nobody", "x"))["auth-status"] != "OK"
+    assert auth_http(chain, nginx_headers(chain, name, "pw%0D%0A"))["auth-status"] != "OK"
+    h = nginx_headers(chain, name, "x")
+    del h[chain.env["AUTH_HTTP_SECRET_HEADER"]]
+    assert auth_http(chain, h)["auth-status"] != "OK"
+    for reason in ("bad_password", "unknown_user|bad_password", "bad_request", "bad_secret"):
+        alog.wait_for(rf"\bdecision\b.*\breason=({reason})\b", SLOW)
+
+
+def test_dovegate_auth_runs_clean_under_valgrind(vg_auth):
+    chain, logdir = vg_auth
+    alog = LogWatch(chain.env["LOG_AUTH"])
+    every_kind_of_login(chain, alog)
+    refusals(chain, alog)
+    proc = chain.procs["dovegate-auth"]
+    proc.send_signal(signal.SIGHUP)
+    alog.wait_for(r"configuration reloaded", SLOW)
+    every_kind_of_login(chain, LogWatch(chain.env["LOG_AUTH"]))  # on the new runtime
+
+    proc.send_signal(signal.SIGTERM)
+    status = proc.wait(STOP_TIMEOUT)
+    logs = glob.glob(os.path.join(logdir, "dovegate-auth.*.log"))
+    assert len(logs) == 1, logs
+    problems, text = findings(logs[0])
+    summary = re.search(r"definitely lost: ([\d,]+) bytes", text)
+    assert not problems, "\n\n".join(problems)
+    assert status == 0, f"exit status {status} (valgrind's on error: {AUTH_VG_EXIT}):\n{text[-3000:]}"
+    assert summary is None or summary.group(1) == "0" or "All heap blocks were freed" in text, text[-3000:]
