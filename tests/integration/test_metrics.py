@@ -197,3 +197,18 @@ def test_listener_is_loopback_only(mchain):
                          text=True, check=True).stdout.split()
     assert out[3] == f"127.0.0.1:{port}", out
     assert len(out) == 5, out  # exactly one listening socket
+
+
+def test_backend_health(mchain):
+    """The chain's Dovecot listeners, up once the health checks have seen them."""
+    want = {("imap", f"127.0.0.1:{mchain.env['DOVECOT_PROXY_IMAP_PORT']}"),
+            ("pop3", f"127.0.0.1:{mchain.env['DOVECOT_PROXY_POP3_PORT']}"),
+            ("smtp", f"127.0.0.1:{mchain.env['DOVECOT_PROXY_SUBMISSION_PORT']}")}
+    deadline = time.monotonic() + 15
+    while True:
+        up = {(dict(l)["proto"], dict(l)["backend"]): v for (n, l), v in scrape(mchain).items()
+              if n == "dovegate_auth_backend_up"}
+        if all(up.get(k) == 1 for k in want) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert {k: up.get(k) for k in want} == {k: 1 for k in want}, up

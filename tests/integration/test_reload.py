@@ -188,6 +188,9 @@ path = {dir}/users
 imap = 127.0.0.1:{backend}
 [credentials]
 mode = passthrough
+[health]
+; no Dovecot behind this daemon: no probes, the backend counts as up
+enabled = no
 [metrics]
 listen = 127.0.0.1:{metrics}
 """
