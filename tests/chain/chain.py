@@ -35,6 +35,12 @@ MASTER_USER = "dovegate"
 TICKET_KID = "chain-1"
 TICKET_AUDIENCE = "chain-dovecot"
 SECRET_HEADER = "X-Dovegate-Secret"
+# dovegate-auth's [health] in the chain: quick to notice, quick to recover
+CHAIN_HEALTH = {"interval": "1s", "timeout": "1s", "rise": 1, "fall": 2}
+# the pool protocols and the Dovecot listener each one uses
+BACKEND_PORTS = (("imap", "DOVECOT_PROXY_IMAP_PORT"), ("pop3", "DOVECOT_PROXY_POP3_PORT"),
+                 ("smtp", "DOVECOT_PROXY_SUBMISSION_PORT"))
+BACKEND_STATE = re.compile(r"\bbackend proto=(\S+) backend=(\S+) .*\bstate=(up|down)\b")
 PLACEHOLDER = re.compile(r"@([A-Z][A-Z0-9_]*)@")
 
 
@@ -124,7 +130,8 @@ class Chain:
 
     def __init__(self, state_dir, build_dir, users=DEMO_USERS, dovecot_pre="", dovecot_post="",
                  credentials="ticket", passdb="file", imap_auth="plain login",
-                 pop3_auth="plain", proto_credentials=None, auth_timeout=5, penalty=None):
+                 pop3_auth="plain", proto_credentials=None, auth_timeout=5, penalty=None,
+                 backends=1, health=None):
         """dovecot_pre/dovecot_post: extra Dovecot settings for a test, placed
         before the dovegate snippet (e.g. a passdb that must come first) and
         at the end (later settings override earlier ones). credentials:
@@ -138,7 +145,12 @@ class Chain:
         proto_credentials: per-protocol modes, e.g. {"smtp": "master"}
         (dovegate-auth's imap_mode/pop3_mode/smtp_mode; default: none, all
         follow credentials). auth_timeout: dovegate-auth's [server] timeout.
-        penalty: extra [penalty] keys, e.g. {"attempts": 3} (default: none)."""
+        penalty: extra [penalty] keys, e.g. {"attempts": 3} (default: none).
+        backends: how many Dovecot instances (each with its own ports,
+        base_dir, mail, log and ticket audience; instance 1 is the classic
+        one). With 1, dovegate-auth gets the classic "[backend] imap = ..."
+        lines; with more, one [backend dovecot-N-PROTO] section each.
+        health: [health] keys overriding the chain's (CHAIN_HEALTH)."""
         self.imap_auth = imap_auth
         self.pop3_auth = pop3_auth
         self.state = os.path.abspath(state_dir)
@@ -146,6 +158,9 @@ class Chain:
         self.proto_credentials = dict(proto_credentials or {})
         self.auth_timeout = auth_timeout
         self.penalty = dict(penalty or {})
+        self.backend_count = backends
+        self.health = {**CHAIN_HEALTH, **(health or {})}
+        self.backends = []  # per Dovecot instance: its values (see _backend_values)
         self.passdb = passdb
         self.dovecot_pre = dovecot_pre
         self.dovecot_post = dovecot_post
@@ -174,7 +189,7 @@ class Chain:
         # Mail processes may not run as root: Debian's "mail" system user owns the mail.
         mail = pwd.getpwnam("mail")
         os.chown(self.path("mail"), mail.pw_uid, mail.pw_gid)
-        ports = free_ports(12)
+        ports = free_ports(13 + 4 * (self.backend_count - 1))
         v = {
             "STATE_DIR": self.state,
             "BUILD_DIR": self.build,
@@ -225,6 +240,8 @@ class Chain:
             "DOVECOT_AUTH_CLIENT_PORT": ports[10],
             # IMAP over TLS with client certificates (AUTHENTICATE EXTERNAL)
             "NGINX_IMAPS_PORT": ports[11],
+            # dovegate-auth's Prometheus listener ([metrics] listen)
+            "METRICS_PORT": ports[12],
             "TLS_CA": self.path("etc", "tls", "ca.crt"),
             "TLS_CERT": self.path("etc", "tls", "server.crt"),
             "TLS_KEY": self.path("etc", "tls", "server.key"),
@@ -235,7 +252,13 @@ class Chain:
         }
         if self.passdb != "file":
             self._dovecot_passdb(v)
+        v["DOVECOT_CONF"] = self.path("etc", "dovecot.conf")
+        self.backends = [v] + [self._backend_values(v, i, ports[13 + 4 * (i - 2):])
+                               for i in range(2, self.backend_count + 1)]
+        v["AUTH_BACKENDS"] = self._auth_backends()
+        v["AUTH_HEALTH"] = "".join(f"{k} = {val}\n" for k, val in self.health.items())
         v["AUTH_HTTP_URL"] = f"http://127.0.0.1:{v['AUTH_HTTP_PORT']}/auth"
+        v["METRICS_URL"] = f"http://127.0.0.1:{v['METRICS_PORT']}/metrics"
         self.values = v
         for log in ("LOG_AUTH", "LOG_DOVECOT", "LOG_NGINX"):
             open(v[log], "a").close()
@@ -245,6 +268,33 @@ class Chain:
         self._make_ticket_keys()
         self._make_tls_certs()
         self._render_configs()
+
+    def _backend_values(self, v, i, ports):
+        """Dovecot instance i (>= 2): instance 1's values with its own
+        ports, state directory (base_dir, mail), log and ticket audience."""
+        d = self.path(f"dovecot-{i}")
+        for sub in ("", "etc", "dovecot-base"):
+            os.makedirs(os.path.join(d, sub), exist_ok=True)
+            os.chmod(os.path.join(d, sub), 0o755)
+        os.makedirs(os.path.join(d, "mail"), exist_ok=True)
+        os.chown(os.path.join(d, "mail"), v["MAIL_UID"], v["MAIL_GID"])
+        return {**v, "STATE_DIR": d, "LOG_DOVECOT": self.path("logs", f"dovecot-{i}.log"),
+                "DOVECOT_IMAP_PORT": ports[0], "DOVECOT_PROXY_IMAP_PORT": ports[1],
+                "DOVECOT_PROXY_POP3_PORT": ports[2], "DOVECOT_PROXY_SUBMISSION_PORT": ports[3],
+                "TICKET_AUDIENCE": f"{TICKET_AUDIENCE}-{i}",
+                "LMTP_SOCKET": os.path.join(d, "dovecot-base", "lmtp"),
+                "DOVECOT_EXTRA_PRE": self.dovecot_pre, "DOVECOT_EXTRA_POST": self.dovecot_post,
+                "DOVECOT_CONF": os.path.join(d, "etc", "dovecot.conf")}
+
+    def _auth_backends(self):
+        """dovegate-auth's pools: the classic one-line form for one Dovecot,
+        a [backend NAME] section per Dovecot and protocol for more."""
+        if len(self.backends) == 1:
+            b = self.backends[0]
+            return "[backend]\n" + "".join(f"{p} = 127.0.0.1:{b[k]}\n" for p, k in BACKEND_PORTS)
+        return "\n".join(f"[backend dovecot-{i}-{p}]\nprotocol = {p}\naddress = 127.0.0.1:{b[k]}\n"
+                         f"audience = {b['TICKET_AUDIENCE']}\n"
+                         for i, b in enumerate(self.backends, 1) for p, k in BACKEND_PORTS)
 
     def _dovecot_passdb(self, v):
         """dovegate-auth asks this Dovecot's auth service (see Chain's passdb)."""
@@ -332,8 +382,11 @@ service auth {{
         v = self.values
         render(os.path.join(CONF_DIR, "nginx", "dovegate-mail.conf"), v, self.path("etc", "nginx-mail.conf"))
         render(os.path.join(CHAIN_DIR, "nginx.conf.in"), v, self.path("etc", "nginx.conf"))
-        render(os.path.join(CONF_DIR, "dovecot", "dovegate.conf"), v, self.path("etc", "dovecot-dovegate.conf"))
-        render(os.path.join(CHAIN_DIR, "dovecot.conf.in"), v, self.path("etc", "dovecot.conf"))
+        for b in self.backends:
+            etc = os.path.dirname(b["DOVECOT_CONF"])
+            render(os.path.join(CONF_DIR, "dovecot", "dovegate.conf"), b, os.path.join(etc, "dovecot-dovegate.conf"))
+            render(os.path.join(CHAIN_DIR, "dovecot.conf.in"), b, b["DOVECOT_CONF"])
+            open(b["LOG_DOVECOT"], "a").close()
         render(os.path.join(CHAIN_DIR, "dovegate-auth.conf.in"), v, self.path("etc", "dovegate-auth.conf"))
 
     # ---- lifecycle -----------------------------------------------------
@@ -358,15 +411,16 @@ service auth {{
                                           "--listen", f"127.0.0.1:{v['SUBMISSION_RELAY_PORT']}",
                                           "--lmtp", v["LMTP_SOCKET"]],
                                 log=self.path("logs", "relay.log"))
-            dovecot = self._spawn("dovecot", [os.path.join(CHAIN_DIR, "run-dovecot.sh"),
-                                              self.path("etc", "dovecot.conf"), v["LOGIN_PLUGIN_DIR"]],
-                                  log=self.path("logs", "dovecot-stderr.log"))
+            for i in range(1, len(self.backends) + 1):
+                self.start_backend(i, timeout, wait_healthy=False)
+            # after Dovecot: dovegate-auth's first health probes find it up
             auth = self._spawn("dovegate-auth", [self.binary("src/shim/dovegate-auth"), "-c",
                                                  self.path("etc", "dovegate-auth.conf")],
                                log=v["LOG_AUTH"])
-            wait_for_greeting(v["DOVECOT_IMAP_PORT"], b"* OK", timeout, dovecot, "dovecot")
             wait_for_greeting(v["SUBMISSION_RELAY_PORT"], b"220", timeout, relay, "relay")
             wait_for_port(v["AUTH_HTTP_PORT"], timeout, auth, "dovegate-auth")
+            self.wait_backends_up(timeout)
+            wait_for_port(v["METRICS_PORT"], timeout, auth, "dovegate-auth metrics")
             nginx = self._spawn("nginx", ["nginx", "-p", self.path("run"), "-c", self.path("etc", "nginx.conf"),
                                           "-e", v["LOG_NGINX"], "-g", "daemon off;"],
                                 log=self.path("logs", "nginx-stderr.log"))
@@ -381,11 +435,66 @@ service auth {{
         self._write_endpoints()
         return self
 
+    # ---- Dovecot instances (backends) ------------------------------------
+    def backend_proc_name(self, i):
+        return "dovecot" if i == 1 else f"dovecot-{i}"
+
+    def start_backend(self, i, timeout=30, wait_healthy=True):
+        """Start Dovecot instance i (1-based) and wait for its greeting; then,
+        if dovegate-auth runs, until its health checks count it up."""
+        b = self.backends[i - 1]
+        suffix = "" if i == 1 else f"-{i}"
+        proc = self._spawn(self.backend_proc_name(i),
+                           [os.path.join(CHAIN_DIR, "run-dovecot.sh"), b["DOVECOT_CONF"], b["LOGIN_PLUGIN_DIR"]],
+                           log=self.path("logs", f"dovecot{suffix}-stderr.log"))
+        wait_for_greeting(b["DOVECOT_IMAP_PORT"], b"* OK", timeout, proc, f"dovecot {i}")
+        if wait_healthy:
+            self.wait_backends_up(timeout)
+        return proc
+
+    def stop_backend(self, i, timeout=15):
+        """Stop Dovecot instance i by its master's pid (SIGTERM; SIGKILL
+        for the process group if it lingers)."""
+        proc = self.procs[self.backend_proc_name(i)]
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+    def backend_states(self):
+        """{(proto, "ip:port"): "up"|"down"}: the last state dovegate-auth
+        logged for each backend it checks."""
+        states = {}
+        with open(self.values["LOG_AUTH"], errors="replace") as f:
+            for line in f:
+                m = BACKEND_STATE.search(line)
+                if m:
+                    states[(m.group(1), m.group(2))] = m.group(3)
+        return states
+
+    def wait_backends_up(self, timeout=30):
+        """Until dovegate-auth's last word on every pool backend is "up"
+        (no-op with health checks off)."""
+        if str(self.health.get("enabled", "yes")) == "no":
+            return
+        want = {(p, f"127.0.0.1:{b[k]}") for b in self.backends for p, k in BACKEND_PORTS}
+        deadline = time.monotonic() + timeout
+        while True:
+            states = self.backend_states()
+            if all(states.get(w) == "up" for w in want):
+                return
+            if time.monotonic() >= deadline:
+                raise ChainError(f"backends not up after {timeout}s: {states}")
+            time.sleep(0.1)
+
     def _write_endpoints(self):
         v = self.values
         keys = ["NGINX_IMAP_PORT", "NGINX_POP3_PORT", "NGINX_SUBMISSION_PORT", "NGINX_SMTP_PORT",
                 "RELAY_DOMAINS", "NGINX_IMAPS_PORT", "TLS_CA", "TLS_CLIENT_CERT", "TLS_CLIENT_KEY",
-                "TLS_CLIENT_USER", "AUTH_HTTP_URL",
+                "TLS_CLIENT_USER", "AUTH_HTTP_URL", "METRICS_URL",
                 "AUTH_HTTP_SECRET_HEADER", "AUTH_HTTP_SECRET", "DOVECOT_IMAP_PORT",
                 "DOVECOT_PROXY_IMAP_PORT", "DOVECOT_PROXY_POP3_PORT", "DOVECOT_PROXY_SUBMISSION_PORT",
                 "LOG_AUTH", "LOG_DOVECOT", "LOG_NGINX", "MASTER_USER", "CREDENTIALS_MODE",
@@ -394,6 +503,10 @@ service auth {{
         self.env["DEMO_USER"], self.env["DEMO_PASSWORD"] = self.users[0][0], self.users[0][1]
         self.env["TICKET_PUBLIC_KEY"] = v["TICKET_KEYRING"]
         self.env["STATE_DIR"] = self.state
+        for i, b in enumerate(self.backends[1:], 2):
+            for key in ("LOG_DOVECOT", "TICKET_AUDIENCE", "DOVECOT_IMAP_PORT", "DOVECOT_PROXY_IMAP_PORT",
+                        "DOVECOT_PROXY_POP3_PORT", "DOVECOT_PROXY_SUBMISSION_PORT"):
+                self.env[f"{key}_{i}"] = str(b[key])
         self.env["PIDS"] = " ".join(f"{n}:{p.pid}" for n, p in self.procs.items())
         path = self.path("endpoints.env")
         with open(path + ".tmp", "w") as f:
@@ -424,9 +537,11 @@ service auth {{
     def log_tails(self, lines=40):
         v = self.values
         out = []
-        for key in ("LOG_AUTH", "LOG_NGINX", "LOG_DOVECOT"):
-            out.append(f"----- {v[key]} (last {lines} lines)\n{tail(v[key], lines)}")
-        for extra in ("dovecot-stderr.log", "nginx-stderr.log", "relay.log"):
+        logs = [v["LOG_AUTH"], v["LOG_NGINX"]] + [b["LOG_DOVECOT"] for b in getattr(self, "backends", [v])]
+        for path in logs:
+            out.append(f"----- {path} (last {lines} lines)\n{tail(path, lines)}")
+        stderr_logs = [f"dovecot-{i}-stderr.log" for i in range(2, self.backend_count + 1)]
+        for extra in ["dovecot-stderr.log", "nginx-stderr.log", "relay.log"] + stderr_logs:
             p = self.path("logs", extra)
             if os.path.exists(p) and os.path.getsize(p):
                 out.append(f"----- {p}\n{tail(p, lines)}")
@@ -451,6 +566,7 @@ dovegate chain is up (state: {chain.state})
   IMAPS via nginx:       127.0.0.1:{e['NGINX_IMAPS_PORT']} (client certificate: EXTERNAL as {e['TLS_CLIENT_USER']})
   MX via nginx:          127.0.0.1:{e['NGINX_SMTP_PORT']} (no AUTH; relays to {e['RELAY_DOMAINS']})
   dovegate-auth:         {e['AUTH_HTTP_URL']}
+  metrics (Prometheus):  {e['METRICS_URL']}
   Dovecot direct IMAP:   127.0.0.1:{e['DOVECOT_IMAP_PORT']} (no PROXY header)
 
 Try:
@@ -492,7 +608,7 @@ def default_state_dir(build_dir):
 
 def cmd_run(args):
     state = args.state_dir or os.environ.get("DOVEGATE_STATE_DIR") or default_state_dir(args.build_dir)
-    chain = Chain(state, args.build_dir)
+    chain = Chain(state, args.build_dir, backends=args.backends)
     stopping = {"flag": False}
 
     def on_signal(signum, frame):
@@ -529,6 +645,7 @@ def main():
     ap.add_argument("command", choices=["run"])
     ap.add_argument("--build-dir", default=os.path.join(SRC_DIR, "build"))
     ap.add_argument("--state-dir", default=None, help="default: $DOVEGATE_STATE_DIR or BUILD_DIR/state")
+    ap.add_argument("--backends", type=int, default=1, help="Dovecot instances behind dovegate-auth (default 1)")
     args = ap.parse_args()
     return cmd_run(args)
 
