@@ -212,3 +212,18 @@ def test_backend_health(mchain):
             break
         time.sleep(0.2)
     assert {k: up.get(k) for k in want} == {k: 1 for k in want}, up
+
+
+@pytest.mark.parametrize("value", ["unix:/run/metrics.sock", "localhost:9145", "127.0.0.1"])
+def test_bad_listen_is_refused_with_its_line(mchain, value, tmp_path):
+    """`dovegate-auth -t` names the line of an unusable [metrics] listen."""
+    with open(mchain.path("etc", "dovegate-auth.conf")) as f:
+        text = f.read()
+    text = re.sub(r"(?m)^listen = 127\.0\.0\.1:\d+\n(?![\s\S]*^listen =)", f"listen = {value}\n", text)
+    conf = tmp_path / "auth.conf"
+    conf.write_text(text)
+    line = max(i for i, l in enumerate(text.splitlines(), 1) if l == f"listen = {value}")
+    out = subprocess.run([mchain.binary("src/shim/dovegate-auth"), "-t", "-c", str(conf)],
+                         capture_output=True, text=True)
+    assert out.returncode == 1
+    assert f"{conf}:{line}: listen: expected IP:port" in out.stderr, out.stderr
