@@ -53,8 +53,9 @@ def imap_login(chain, name, password=PASSWORD):
     session = m.group(1)
     backend = re.search(r"\bbackend=(\S+)", m.group(0)).group(1)
     instance = {backend_of(chain, 1): 1, backend_of(chain, 2): 2}[backend]
-    dlogs[instance].wait_for(rf"imap-login: Info: Login: user=<{name}>.*session=<{re.escape(session)}>")
-    assert session not in dlogs[3 - instance].text()
+    login = rf"imap-login: Info: Login: user=<{name}>.*session=<{re.escape(session)}>"
+    dlogs[instance].wait_for(login)
+    assert not re.search(login, dlogs[3 - instance].text())
     return instance, session
 
 
@@ -213,3 +214,24 @@ def test_reload_keeps_health_state(both_up):
     assert not re.search(r"\bbackend proto=\S+ .*\bstate=", auth.text()), auth.text()
     chain.start_backend(2)
     assert imap_login(chain, on2)[0] == 2
+
+
+@pytest.fixture(scope="module")
+def dovecot_pair():
+    """Two Dovecots, and dovegate-auth asking Dovecot 1's auth service."""
+    c = start_chain(users=USERS, backends=2, health=HEALTH, passdb="dovecot-unix")
+    yield c
+    stop_chain(c)
+
+
+def test_dovecot_passdb_host_port_decide_first(dovecot_pair):
+    chain = dovecot_pair
+    name = next(u for u, _, _ in USERS if imap_login(chain, u)[0] == 1)
+    try:
+        # Dovecot's passwd-file passdb now replies host=/port= for the user
+        rewrite_user(chain, name, f"host=127.0.0.1 port={chain.env['DOVECOT_PROXY_IMAP_PORT_2']}")
+        for _ in range(2):
+            assert imap_login(chain, name)[0] == 2
+    finally:
+        rewrite_user(chain, name, "")
+    assert imap_login(chain, name)[0] == 1

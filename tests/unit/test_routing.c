@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "passdb.h"
 #include "routing.h"
 
 struct fx {
@@ -39,6 +40,10 @@ static int teardown(void **state)
 {
 	struct fx *f = *state;
 
+	char users[128];
+
+	snprintf(users, sizeof(users), "%s/users", f->dir);
+	unlink(users);
 	unlink(f->conf);
 	rmdir(f->dir);
 	free(f);
@@ -301,6 +306,43 @@ static void test_backend_view(void **state)
 	routing_free(r);
 }
 
+/* host=/port= extra fields of the users file that has the user. */
+static void test_passdb_route(void **state)
+{
+	struct fx *f = *state;
+	struct dg_config cfg;
+	struct passdb *db;
+	char path[128], *host, *port;
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/users", f->dir);
+	fp = fopen(path, "w");
+	assert_non_null(fp);
+	fputs("alice:{PLAIN}a::::::host=10.0.0.6 port=10143\n"
+	      "bob:{PLAIN}b::::::host=mail2.example.org\n"
+	      "carol:{PLAIN}c::::::\n", fp);
+	fclose(fp);
+	assert_int_equal(load(f, HEAD "audience = a\n[backend]\nimap = 127.0.0.1:1\n", &cfg), 0);
+	assert_non_null(db = passdb_new(&cfg));
+	assert_int_equal(passdb_load(db, &f->log, f->err, sizeof(f->err)), 0);
+	assert_int_equal(passdb_route(db, "alice", &host, &port), 0);
+	assert_string_equal(host, "10.0.0.6");
+	assert_string_equal(port, "10143");
+	free(host);
+	free(port);
+	assert_int_equal(passdb_route(db, "bob", &host, &port), 0);
+	assert_string_equal(host, "mail2.example.org");
+	assert_null(port);
+	free(host);
+	assert_int_equal(passdb_route(db, "carol", &host, &port), 0);
+	assert_null(host);
+	assert_null(port);
+	assert_int_equal(passdb_route(db, "zed", &host, &port), 0);
+	assert_null(host);
+	passdb_free(db);
+	config_free(&cfg);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -309,6 +351,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_pick, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_choice_for, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backend_view, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_passdb_route, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
