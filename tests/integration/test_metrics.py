@@ -159,7 +159,10 @@ def test_reload_counters(mchain):
             f.write(good)
     # counters survive reloads, and logins still work with the kept config
     assert imap_login(mchain, *user(mchain, "alice"))
-    assert val(scrape(mchain), "dovegate_auth_reloads_total", result="ok") == ok + 1
+    after = scrape(mchain)
+    assert val(after, "dovegate_auth_reloads_total", result="ok") == ok + 1
+    req = "dovegate_auth_requests_total"
+    assert total(after, req) == total(s, req) + 1
 
 
 def request(chain, method, path):
