@@ -5,7 +5,8 @@ one connection per question, valid logins only) while another logs in
 through nginx with imaplib, and the test sends SIGHUP several times, once
 after adding a user to the users file. Every answer must be Auth-Status OK
 and every IMAP login must work; the added user logs in after the reload.
-A chain of its own: its users file changes.
+A chain of its own: its users file changes. The same with a chain whose
+dovegate-auth asks Dovecot's auth service: reloads keep its connection.
 
 Drain: a dovegate-auth of its own gets a burst of ARGON2ID logins (slow on
 purpose, so they are still being hashed) and SIGTERM: every request in
@@ -65,6 +66,15 @@ def ask(url, secret_header, secret, name, password, proto="imap", timeout=10):
 @pytest.fixture(scope="module")
 def rchain():
     c = start_chain()
+    yield c
+    stop_chain(c)
+
+
+@pytest.fixture(scope="module")
+def dchain():
+    """dovegate-auth asking Dovecot's auth service ([passdb dovecot]); its own
+    users file is empty, so every OK is Dovecot's answer."""
+    c = start_chain(passdb="dovecot-unix")
     yield c
     stop_chain(c)
 
@@ -172,10 +182,32 @@ def test_reload_under_load_zero_failures(rchain):
     users = len(rchain.users)
     assert reloaded == [str(users)] * (RELOADS // 2) + [str(users + 1)] * (RELOADS - RELOADS // 2)
     assert "reload failed" not in log.text()
+    assert_overlap(load, hups)
+
+
+def assert_overlap(load, hups):
+    """The load really overlapped every reload: answers close to each."""
     assert load.imap_ok > 0 and len(load.done) >= RELOADS
-    # the load really overlapped every reload: answers close to each
     for t in hups:
         assert any(abs(d - t) < 1.5 for d in load.done), "no answers around a reload"
+
+
+def test_reload_with_dovecot_passdb_under_load(dchain):
+    """Each reload hands the Dovecot auth connection to the new passdb:
+    questions on their way through it are answered all the same."""
+    log = LogWatch(dchain.env["LOG_AUTH"])
+    pid = dchain.procs["dovegate-auth"].pid
+    hups = []
+    with Load(dchain) as load:
+        time.sleep(0.5)
+        for i in range(RELOADS):
+            hups.append(time.monotonic())
+            os.kill(pid, signal.SIGHUP)
+            wait_count(log, r"configuration reloaded", i + 1)
+            time.sleep(0.4)
+    assert load.errors == []
+    assert "reload failed" not in log.text()
+    assert_overlap(load, hups)
 
 
 DRAIN_CONFIG = """[server]
