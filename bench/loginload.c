@@ -309,8 +309,17 @@ static void connect_now(evutil_socket_t fd, short what, void *arg)
 	bufferevent_set_timeouts(c->bev, &tmo, &tmo);
 	bufferevent_setcb(c->bev, on_read, NULL, on_event, c);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-	if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&l->addr, l->addrlen) < 0)
-		fail(c, "connect failed", strerror(errno));
+	if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&l->addr, l->addrlen) < 0) {
+		/* failed at once (e.g. no local port): retry in 10 ms, never recurse */
+		struct timeval retry = { 0, 10000 };
+
+		l->st.errors++;
+		if (l->st.errors <= 3)
+			fprintf(stderr, "loginload: connect failed (%s)\n", strerror(errno));
+		bufferevent_free(c->bev);
+		c->bev = NULL;
+		evtimer_add(c->pace, &retry);
+	}
 }
 
 /* Next login of this loop: at once, or at its slot when paced (-r). */
