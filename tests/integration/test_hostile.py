@@ -12,14 +12,11 @@ tampered and unknown-key tickets (test_tickets.py).
 """
 import base64
 import imaplib
-import json
 import os
 import poplib
 import re
 import resource
 import socket
-import subprocess
-import threading
 import time
 
 import pytest
