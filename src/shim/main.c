@@ -253,6 +253,12 @@ static void collect_metrics(void *ctx, struct metrics_gauges *g)
 		g->penalty_active = penalty_active(rt->penalty, now.tv_sec);
 		g->penalty_entries = penalty_entries(rt->penalty);
 	}
+	for (size_t i = 0; i < routing_backend_count(app->routing); i++) {
+		struct routing_backend_info b;
+
+		routing_backend_get(app->routing, i, &b);
+		metrics_gauges_add_backend(g, b.proto, b.name, b.backend, b.up);
+	}
 }
 
 /* Bind, drop privileges, start the hash threads. */
