@@ -31,12 +31,16 @@ def mchain():
     stop_chain(c)
 
 
-def scrape(chain):
-    """{(sample name, sorted label items): value} of one scrape."""
+def scrape_text(chain):
     with urllib.request.urlopen(chain.env["METRICS_URL"], timeout=10) as r:
         assert r.status == 200
         assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-        text = r.read().decode()
+        return r.read().decode()
+
+
+def scrape(chain):
+    """{(sample name, sorted label items): value} of one scrape."""
+    text = scrape_text(chain)
     out = {}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
@@ -116,6 +120,10 @@ def test_counters_match_logins(mchain):
     # the successes cleared 127.0.0.1; the failed users' scores stay
     assert val(after, "dovegate_auth_penalty_active") == 2
     assert val(after, "dovegate_auth_users") == len(mchain.users)
+    # no user name (nor a password) ever becomes part of the metrics
+    text = scrape_text(mchain)
+    for name, password in bad + good:
+        assert name not in text and password not in text
 
 
 def test_histogram_counts_every_request(mchain):
