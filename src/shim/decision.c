@@ -394,7 +394,7 @@ static void respond_verified(struct decision *d)
 	const char *user = d->remote_user != NULL ? d->remote_user : r->user;
 	char detail[64];
 
-	if (d->route_host == NULL) {
+	if (d->route_host == NULL || d->route_host[0] == '\0') {   /* "host=": none */
 		if (routing_pick(d->rt->routing, r->proto, user, strlen(user), &d->target)) {
 			respond_to_target(d);
 			return;
