@@ -6,7 +6,8 @@ through nginx with imaplib, and the test sends SIGHUP several times, once
 after adding a user to the users file. Every answer must be Auth-Status OK
 and every IMAP login must work; the added user logs in after the reload.
 A chain of its own: its users file changes. The same with a chain whose
-dovegate-auth asks Dovecot's auth service: reloads keep its connection.
+dovegate-auth asks Dovecot's auth service (reloads keep its connection),
+and with two Dovecots whose IMAP backends are drained in turn by reloads.
 
 Drain: a dovegate-auth of its own gets a burst of ARGON2ID logins (slow on
 purpose, so they are still being hashed) and SIGTERM: every request in
@@ -66,6 +67,14 @@ def ask(url, secret_header, secret, name, password, proto="imap", timeout=10):
 @pytest.fixture(scope="module")
 def rchain():
     c = start_chain()
+    yield c
+    stop_chain(c)
+
+
+@pytest.fixture(scope="module")
+def bchain():
+    """Two Dovecots: an IMAP pool of two backends."""
+    c = start_chain(backends=2)
     yield c
     stop_chain(c)
 
@@ -204,6 +213,52 @@ def test_reload_with_dovecot_passdb_under_load(dchain):
             hups.append(time.monotonic())
             os.kill(pid, signal.SIGHUP)
             wait_count(log, r"configuration reloaded", i + 1)
+            time.sleep(0.4)
+    assert load.errors == []
+    assert "reload failed" not in log.text()
+    assert_overlap(load, hups)
+
+
+def set_weight(chain, section, weight):
+    """[backend SECTION] weight = N (None: the default), written atomically."""
+    conf = chain.path("etc", "dovegate-auth.conf")
+    with open(conf) as f:
+        text = f.read()
+    text = re.sub(rf"(\[backend {section}\]\n(?:(?!\[)[^\n]*\n)*?)weight = \d+\n", r"\1", text)
+    if weight is not None:
+        text = text.replace(f"[backend {section}]\n", f"[backend {section}]\nweight = {weight}\n", 1)
+    with open(conf + ".new", "w") as f:
+        f.write(text)
+    os.replace(conf + ".new", conf)
+
+
+def imap_ports_of(chain, names):
+    """The backend port dovegate-auth answers for each user's IMAP login."""
+    e = chain.env
+    return {n: ask(e["AUTH_HTTP_URL"], e["AUTH_HTTP_SECRET_HEADER"], e["AUTH_HTTP_SECRET"],
+                   n, dict((u, p) for u, p, _ in chain.users)[n])[1].get("auth-port")
+            for n in names}
+
+
+def test_backend_changes_under_load(bchain):
+    """Draining one IMAP backend, then the other, by reload while logins run:
+    no failed answer, and each reload moves every user off the drained one."""
+    log = LogWatch(bchain.env["LOG_AUTH"])
+    pid = bchain.procs["dovegate-auth"].pid
+    ports = [str(b["DOVECOT_PROXY_IMAP_PORT"]) for b in bchain.backends]
+    names = [u for u, _, _ in bchain.users]
+    steps = [("dovecot-1-imap", 0, ports[1]), ("dovecot-1-imap", None, None),
+             ("dovecot-2-imap", 0, ports[0]), ("dovecot-2-imap", None, None)]
+    hups = []
+    with Load(bchain) as load:
+        time.sleep(0.5)
+        for i, (section, weight, only) in enumerate(steps):
+            set_weight(bchain, section, weight)
+            hups.append(time.monotonic())
+            os.kill(pid, signal.SIGHUP)
+            wait_count(log, r"configuration reloaded", i + 1)
+            if only is not None:
+                assert set(imap_ports_of(bchain, names).values()) == {only}
             time.sleep(0.4)
     assert load.errors == []
     assert "reload failed" not in log.text()
