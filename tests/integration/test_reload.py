@@ -7,7 +7,8 @@ after adding a user to the users file. Every answer must be Auth-Status OK
 and every IMAP login must work; the added user logs in after the reload.
 A chain of its own: its users file changes. The same with a chain whose
 dovegate-auth asks Dovecot's auth service (reloads keep its connection),
-and with two Dovecots whose IMAP backends are drained in turn by reloads.
+and with two Dovecots whose IMAP backends are drained in turn by reloads;
+a signing key switch (key rotation) under load loses no login either.
 
 Drain: a dovegate-auth of its own gets a burst of ARGON2ID logins (slow on
 purpose, so they are still being hashed) and SIGTERM: every request in
@@ -190,6 +191,39 @@ def test_reload_under_load_zero_failures(rchain):
     reloaded = re.findall(r"configuration reloaded from \S+ \((\d+) users\)", log.text())
     users = len(rchain.users)
     assert reloaded == [str(users)] * (RELOADS // 2) + [str(users + 1)] * (RELOADS - RELOADS // 2)
+    assert "reload failed" not in log.text()
+    assert_overlap(load, hups)
+
+
+def test_signing_key_switch_under_load(rchain):
+    """Key rotation by the book while IMAP logins run: the new public key
+    joins Dovecot's ring first, then dovegate-auth signs with the new key
+    after a SIGHUP. No login fails, and Dovecot accepts tickets of the new key."""
+    log, dlog = LogWatch(rchain.env["LOG_AUTH"]), LogWatch(rchain.env["LOG_DOVECOT"])
+    pid = rchain.procs["dovegate-auth"].pid
+    keys = os.path.dirname(rchain.values["TICKET_SIGNING_KEY"])
+    subprocess.run([rchain.binary("src/tools/dovegate"), "keygen", "--kid", "chain-2", "--dir", keys],
+                   check=True, capture_output=True)
+    ring = rchain.values["TICKET_KEYRING"]
+    with open(ring) as f, open(os.path.join(keys, "chain-2.pub")) as new:
+        text = f.read() + new.read()
+    with open(ring + ".new", "w") as f:
+        f.write(text)
+    os.chmod(ring + ".new", 0o644)
+    os.replace(ring + ".new", ring)
+    conf = rchain.path("etc", "dovegate-auth.conf")
+    with open(conf) as f:
+        text = f.read().replace(rchain.values["TICKET_SIGNING_KEY"], os.path.join(keys, "chain-2.key"))
+    with Load(rchain) as load:
+        time.sleep(1.5)  # the dovegate passdb re-reads a changed ring within a second
+        with open(conf + ".new", "w") as f:
+            f.write(text)
+        os.replace(conf + ".new", conf)
+        hups = [time.monotonic()]
+        os.kill(pid, signal.SIGHUP)
+        wait_count(log, r"configuration reloaded", 1)
+        dlog.wait_for(r"ticket accepted: .*\bkid=chain-2\b", timeout=20)
+    assert load.errors == []
     assert "reload failed" not in log.text()
     assert_overlap(load, hups)
 
