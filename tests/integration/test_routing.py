@@ -19,8 +19,9 @@ from helpers import LogWatch, decision, watch_logs
 
 PASSWORD = "route-pass-1"
 USERS = [(f"u{i:02d}", PASSWORD, "PLAIN") for i in range(12)]
-# probes every 300 ms, one failed probe marks a backend down, one good one up
-HEALTH = {"interval": "300ms", "timeout": "1s", "rise": 1, "fall": 1}
+# probes every 300 ms: two failed ones mark a backend down (a stopped Dovecot
+# refuses at once), one good one up; a slow greeting on a busy machine has 3 s
+HEALTH = {"interval": "300ms", "timeout": "3s", "rise": 1, "fall": 2}
 
 
 @pytest.fixture(scope="module")
