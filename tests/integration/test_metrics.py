@@ -26,7 +26,8 @@ from helpers import LogWatch, user
 
 @pytest.fixture(scope="module")
 def mchain():
-    c = start_chain(penalty={"max_delay": 1})
+    # health: a slow greeting on a busy machine must not fail logins here
+    c = start_chain(penalty={"max_delay": 1}, health={"timeout": "10s", "fall": 3})
     yield c
     stop_chain(c)
 

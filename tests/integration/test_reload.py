@@ -39,6 +39,9 @@ LOAD_THREADS = 3
 RELOADS = 5
 MAX_SECONDS = 60          # the load stops by itself even if the test goes wrong
 NEW_USER = ("dave", "dave-pass-4", "SHA512-CRYPT")
+# Not about health checks: on a busy machine a slow greeting must not mark
+# the only backend down in the middle of a reload test.
+STEADY_HEALTH = {"timeout": "10s", "fall": 3}
 
 
 class NginxStyle(http.client.HTTPConnection):
@@ -67,7 +70,7 @@ def ask(url, secret_header, secret, name, password, proto="imap", timeout=10):
 
 @pytest.fixture(scope="module")
 def rchain():
-    c = start_chain()
+    c = start_chain(health=STEADY_HEALTH)
     yield c
     stop_chain(c)
 
@@ -75,7 +78,7 @@ def rchain():
 @pytest.fixture(scope="module")
 def bchain():
     """Two Dovecots: an IMAP pool of two backends."""
-    c = start_chain(backends=2)
+    c = start_chain(backends=2, health=STEADY_HEALTH)
     yield c
     stop_chain(c)
 
@@ -84,7 +87,7 @@ def bchain():
 def dchain():
     """dovegate-auth asking Dovecot's auth service ([passdb dovecot]); its own
     users file is empty, so every OK is Dovecot's answer."""
-    c = start_chain(passdb="dovecot-unix")
+    c = start_chain(passdb="dovecot-unix", health=STEADY_HEALTH)
     yield c
     stop_chain(c)
 
@@ -97,7 +100,7 @@ class Load:
         self.stop = threading.Event()
         self.errors = []
         self.done = []            # monotonic times of successful answers
-        self.imap_ok = 0
+        self.imap_done = []       # ... and of successful IMAP logins
         self.lock = threading.Lock()
         self.threads = [threading.Thread(target=self.auth_http, args=(i,)) for i in range(LOAD_THREADS)]
         self.threads.append(threading.Thread(target=self.imap))
@@ -134,10 +137,21 @@ class Load:
                 conn.login(name, password)
                 conn.logout()
                 with self.lock:
-                    self.imap_ok += 1
+                    self.imap_done.append(time.monotonic())
             except Exception as exc:
                 with self.lock:
                     self.errors.append(("imap " + name, repr(exc)))
+
+    def wait_after(self, t, timeout=20):
+        """Until both kinds of load have succeeded after time t: the load
+        runs across every reload (a stall is a failure)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.lock:
+                if any(d > t for d in self.done) and any(d > t for d in self.imap_done):
+                    return
+            assert time.monotonic() < deadline, f"load stalled: {self.errors[-3:]}"
+            time.sleep(0.05)
 
     def __enter__(self):
         for t in self.threads:
@@ -169,19 +183,42 @@ def wait_count(log, pattern, count, timeout=10):
         time.sleep(0.05)
 
 
+def wait_dovecot_knows(chain, name, password, timeout=15):
+    """Dovecot reads the same users file (its userdb) on its own schedule:
+    wait until a direct login to it works, so that a failure after the
+    reload can only be dovegate-auth's."""
+    deadline = time.monotonic() + timeout
+    while True:
+        conn = imaplib.IMAP4("127.0.0.1", int(chain.env["DOVECOT_IMAP_PORT"]), timeout=10)
+        try:
+            conn.login(name, password)
+        except imaplib.IMAP4.error:
+            conn.shutdown()
+            assert time.monotonic() < deadline, f"Dovecot never saw {name}"
+            time.sleep(0.2)
+            continue
+        conn.logout()
+        return
+
+
+def reload(load, log, pid, count):
+    """SIGHUP; returns once the count-th reload is logged and answers followed it."""
+    t = time.monotonic()
+    os.kill(pid, signal.SIGHUP)
+    wait_count(log, r"configuration reloaded", count)
+    load.wait_after(t)
+
+
 def test_reload_under_load_zero_failures(rchain):
     log = LogWatch(rchain.env["LOG_AUTH"])
     pid = rchain.procs["dovegate-auth"].pid
-    hups = []
     with Load(rchain) as load:
-        time.sleep(0.5)
+        load.wait_after(0)
         for i in range(RELOADS):
             if i == RELOADS // 2:
                 add_user(rchain, *NEW_USER)
-            hups.append(time.monotonic())
-            os.kill(pid, signal.SIGHUP)
-            wait_count(log, r"configuration reloaded", i + 1)
-            time.sleep(0.4)
+                wait_dovecot_knows(rchain, *NEW_USER[:2])
+            reload(load, log, pid, i + 1)
         # the user added mid-run logs in through nginx after the reload
         conn = imaplib.IMAP4("127.0.0.1", int(rchain.env["NGINX_IMAP_PORT"]), timeout=20)
         conn.login(NEW_USER[0], NEW_USER[1])
@@ -192,7 +229,6 @@ def test_reload_under_load_zero_failures(rchain):
     users = len(rchain.users)
     assert reloaded == [str(users)] * (RELOADS // 2) + [str(users + 1)] * (RELOADS - RELOADS // 2)
     assert "reload failed" not in log.text()
-    assert_overlap(load, hups)
 
 
 def test_signing_key_switch_under_load(rchain):
@@ -219,20 +255,10 @@ def test_signing_key_switch_under_load(rchain):
         with open(conf + ".new", "w") as f:
             f.write(text)
         os.replace(conf + ".new", conf)
-        hups = [time.monotonic()]
-        os.kill(pid, signal.SIGHUP)
-        wait_count(log, r"configuration reloaded", 1)
+        reload(load, log, pid, 1)
         dlog.wait_for(r"ticket accepted: .*\bkid=chain-2\b", timeout=20)
     assert load.errors == []
     assert "reload failed" not in log.text()
-    assert_overlap(load, hups)
-
-
-def assert_overlap(load, hups):
-    """The load really overlapped every reload: answers close to each."""
-    assert load.imap_ok > 0 and len(load.done) >= RELOADS
-    for t in hups:
-        assert any(abs(d - t) < 1.5 for d in load.done), "no answers around a reload"
 
 
 def test_reload_with_dovecot_passdb_under_load(dchain):
@@ -240,17 +266,12 @@ def test_reload_with_dovecot_passdb_under_load(dchain):
     questions on their way through it are answered all the same."""
     log = LogWatch(dchain.env["LOG_AUTH"])
     pid = dchain.procs["dovegate-auth"].pid
-    hups = []
     with Load(dchain) as load:
-        time.sleep(0.5)
+        load.wait_after(0)
         for i in range(RELOADS):
-            hups.append(time.monotonic())
-            os.kill(pid, signal.SIGHUP)
-            wait_count(log, r"configuration reloaded", i + 1)
-            time.sleep(0.4)
+            reload(load, log, pid, i + 1)
     assert load.errors == []
     assert "reload failed" not in log.text()
-    assert_overlap(load, hups)
 
 
 def set_weight(chain, section, weight):
@@ -283,20 +304,15 @@ def test_backend_changes_under_load(bchain):
     names = [u for u, _, _ in bchain.users]
     steps = [("dovecot-1-imap", 0, ports[1]), ("dovecot-1-imap", None, None),
              ("dovecot-2-imap", 0, ports[0]), ("dovecot-2-imap", None, None)]
-    hups = []
     with Load(bchain) as load:
-        time.sleep(0.5)
+        load.wait_after(0)
         for i, (section, weight, only) in enumerate(steps):
             set_weight(bchain, section, weight)
-            hups.append(time.monotonic())
-            os.kill(pid, signal.SIGHUP)
-            wait_count(log, r"configuration reloaded", i + 1)
+            reload(load, log, pid, i + 1)
             if only is not None:
                 assert set(imap_ports_of(bchain, names).values()) == {only}
-            time.sleep(0.4)
     assert load.errors == []
     assert "reload failed" not in log.text()
-    assert_overlap(load, hups)
 
 
 DRAIN_CONFIG = """[server]
@@ -315,7 +331,7 @@ enabled = no
 [metrics]
 listen = 127.0.0.1:{metrics}
 """
-BURST = 12
+BURST = 8
 
 
 def arrived(metrics_url):
@@ -353,8 +369,9 @@ def test_sigterm_answers_requests_in_flight():
             assert proc.poll() is None and time.monotonic() < deadline
             time.sleep(0.05)
         with concurrent.futures.ThreadPoolExecutor(BURST) as pool:
-            answers = [pool.submit(ask, url, "X-Dovegate-Secret", "drain-secret", "erin", "erin-pass")
-                       for _ in range(BURST)]
+            # generous timeouts: on a busy machine one ARGON2ID check takes far longer
+            answers = [pool.submit(ask, url, "X-Dovegate-Secret", "drain-secret", "erin", "erin-pass",
+                                   timeout=60) for _ in range(BURST)]
             # SIGTERM once all have arrived and some wait for the one hash thread
             # (~0.1 s per ARGON2ID check)
             deadline = time.monotonic() + 20
@@ -362,7 +379,7 @@ def test_sigterm_answers_requests_in_flight():
                 assert time.monotonic() < deadline, "the burst never arrived"
                 time.sleep(0.01)
             proc.send_signal(signal.SIGTERM)
-            results = [a.result(timeout=30) for a in answers]
+            results = [a.result(timeout=90) for a in answers]
         assert [(s, h.get("auth-status")) for s, h in results] == [(200, "OK")] * BURST
         assert proc.wait(timeout=30) == 0
         text = open(f"{d}/auth.log").read()
