@@ -100,6 +100,9 @@ static const struct key_def keys[CK_COUNT] = {
 _Static_assert(CK_CRED_POP3_MODE == CK_CRED_IMAP_MODE + DG_PROTO_POP3 &&
 	       CK_CRED_SMTP_MODE == CK_CRED_IMAP_MODE + DG_PROTO_SMTP,
 	       "per-protocol credentials keys follow enum dg_proto");
+_Static_assert(CK_BACKEND_POP3 == CK_BACKEND_IMAP + DG_PROTO_POP3 &&
+	       CK_BACKEND_SMTP == CK_BACKEND_IMAP + DG_PROTO_SMTP,
+	       "[backend] PROTO keys follow enum dg_proto");
 
 static const char *const sections[] = {
 	"server", "log", "passdb", "backend", "credentials", "ticket", "cache", "relay", "external",
