@@ -8,6 +8,10 @@
 
 #include "authhttp.h"
 
+#ifndef DG_VERSION
+#define DG_VERSION "unknown"
+#endif
+
 #define PROTO_UNKNOWN DG_PROTO_COUNT            /* not sent or not one we know */
 #define PROTO_SLOTS (DG_PROTO_COUNT + 1)
 #define METHOD_MISSING (AUTHHTTP_METHOD_OTHER + 1)
@@ -308,6 +312,9 @@ static void render_backends(struct writer *w, const struct metrics_gauges *g)
 
 static void render_gauges(struct writer *w, const struct metrics_gauges *g)
 {
+	/* which version answers, e.g. across hosts during a rolling upgrade */
+	family(w, "dovegate_auth_build_info", "gauge", "Always 1; the version as a label.");
+	put(w, "dovegate_auth_build_info{version=\"%s\"} 1\n", DG_VERSION);
 	gauge(w, "dovegate_auth_in_flight_requests",
 	      "auth_http requests being answered.", g->in_flight);
 	gauge(w, "dovegate_auth_users", "Users in the loaded users files.", g->users);

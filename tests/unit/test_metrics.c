@@ -150,6 +150,7 @@ static void test_penalty_off_has_no_penalty_gauges(void **state)
 	char *text = render(&g);
 
 	assert_null(strstr(text, "dovegate_auth_penalty_active"));
+	assert_non_null(strstr(text, "\ndovegate_auth_build_info{version=\"" DG_VERSION "\"} 1\n"));
 	assert_null(strstr(text, "dovegate_auth_backend_up"));
 	/* every family is announced once, with HELP and TYPE */
 	assert_non_null(strstr(text, "# TYPE dovegate_auth_request_duration_seconds histogram\n"));
