@@ -449,6 +449,7 @@ static struct backend_conf *backend_conf_add(struct dg_config *cfg, char *why,
 	bc = &cfg->backends[cfg->backend_count++];
 	memset(bc, 0, sizeof(*bc));
 	bc->weight = 1;
+	bc->proxy_protocol = -1;
 	return bc;
 }
 
@@ -855,8 +856,10 @@ static int check_passdbs(const struct dg_config *cfg, char *err, size_t errlen)
 /* ---- [backend NAME] sections ------------------------------------------------ */
 
 /* Their keys; the index is backend_conf.key_line's. */
-static const char *const backend_keys[] = { "protocol", "address", "weight", "audience", NULL };
-enum { BK_PROTOCOL, BK_ADDRESS, BK_WEIGHT, BK_AUDIENCE };
+static const char *const backend_keys[] = {
+	"protocol", "address", "weight", "audience", "proxy_protocol", NULL
+};
+enum { BK_PROTOCOL, BK_ADDRESS, BK_WEIGHT, BK_AUDIENCE, BK_PROXY_PROTOCOL };
 
 /* "backend NAME" (one space) with a plain NAME, as for passdbs. */
 static bool named_backend_section(const char *s, size_t len)
@@ -911,6 +914,13 @@ static int backend_set_value(struct backend_conf *bc, int k, const char *value,
 			snprintf(why, whylen, "must be a number from 0 (drained) to 1000");
 			return -1;
 		}
+		return 0;
+	case BK_PROXY_PROTOCOL:
+		if (strcmp(value, "yes") != 0 && strcmp(value, "no") != 0) {
+			snprintf(why, whylen, "must be yes or no");
+			return -1;
+		}
+		bc->proxy_protocol = strcmp(value, "yes") == 0;
 		return 0;
 	default:
 		if (audience_check(value, why, whylen) < 0)

@@ -76,7 +76,8 @@ struct backend_conf {
 	struct backend addr;
 	unsigned weight;                /* 0: drained, never chosen; default 1 */
 	char *audience;                 /* ticket audience; NULL: [ticket]'s */
-	unsigned key_line[4];           /* protocol address weight audience */
+	int proxy_protocol;             /* health probes send PROXY: 1/0; -1: [health]'s */
+	unsigned key_line[5];           /* protocol address weight audience proxy_protocol */
 };
 
 struct dg_config {

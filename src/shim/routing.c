@@ -123,9 +123,11 @@ static int previous_state(const struct routing *r, enum dg_proto proto, const ch
 	return -1;
 }
 
-static int fill_target(const struct dg_config *cfg, const struct backend *addr,
-		       enum dg_proto proto, int prev, struct health_target *t)
+static int fill_target(const struct dg_config *cfg, const struct backend_conf *bc,
+		       int prev, struct health_target *t)
 {
+	const struct backend *addr = &bc->addr;
+	enum dg_proto proto = bc->proto;
 	struct sockaddr_in *sin = (struct sockaddr_in *)&t->addr;
 	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&t->addr;
 
@@ -150,7 +152,7 @@ static int fill_target(const struct dg_config *cfg, const struct backend *addr,
 	/* a reload neither flaps nor forgets; a new backend waits for its
 	   first good probe */
 	t->start = prev < 0 ? HEALTH_START_PENDING : prev ? HEALTH_START_UP : HEALTH_START_DOWN;
-	t->send_proxy = cfg->health_proxy_protocol;
+	t->send_proxy = bc->proxy_protocol >= 0 ? bc->proxy_protocol : cfg->health_proxy_protocol;
 	return 0;
 }
 
@@ -180,7 +182,7 @@ static int add_backend(struct routing *r, struct generation *g, const struct dg_
 	}
 	e->up = prev == 1;
 	route_pool_set_down(pool, e->pool_index, !e->up);
-	if (fill_target(cfg, &bc->addr, bc->proto, prev, &t) < 0 || health_add(g->hc, &t) < 0) {
+	if (fill_target(cfg, bc, prev, &t) < 0 || health_add(g->hc, &t) < 0) {
 		snprintf(err, errlen, "%s:%u: cannot check %s", cfg->path, bc->line, bc->addr.text);
 		return -1;
 	}

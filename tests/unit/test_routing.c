@@ -72,7 +72,7 @@ static int teardown(void **state)
 	"protocol = imap\n"                             /* 17 */ \
 	"address = 10.0.0.3:10143\n"                    /* 18 */ \
 	"weight = 0\n"                                  /* 19 */ \
-	"audience = old.example.org\n"                  /* 20 */ \
+	"proxy_protocol = yes\n"                        /* 20 */ \
 	"[backend]\n"                                   /* 21 */ \
 	"smtp = 10.0.0.1:10587\n"                       /* 22 */ \
 	"[ticket]\n"                                    /* 23: sections may repeat */ \
@@ -124,6 +124,8 @@ static void test_pools_parse(void **state)
 	assert_string_equal(cfg.backends[1].addr.ip, "2001:db8::2");
 	assert_int_equal(cfg.backends[1].weight, 3);
 	assert_int_equal(cfg.backends[2].weight, 0);
+	assert_int_equal(cfg.backends[2].proxy_protocol, 1);
+	assert_int_equal(cfg.backends[0].proxy_protocol, -1);
 	assert_null(cfg.backends[3].name);
 	assert_int_equal(cfg.backends[3].proto, DG_PROTO_SMTP);
 	assert_null(cfg.backends[3].audience);
@@ -167,6 +169,8 @@ static void test_pool_errors(void **state)
 	expect_error(f, HEAD "[backend a]\naudience = a b\n", 8,
 		     "audience: must be 1-127 letters, digits, '.', '_', ':' or '-'");
 	expect_error(f, HEAD "[backend a]\nport = 1\n", 8, "unknown key 'port' in [backend a]");
+	expect_error(f, HEAD "[backend a]\nproxy_protocol = on\n", 8,
+		     "proxy_protocol: must be yes or no");
 	expect_error(f, HEAD "[backend a]\nweight = 1\nweight = 2\n", 9,
 		     "duplicate key 'weight' (first set on line 8)");
 	expect_error(f, HEAD "[backend a b]\n", 7, "unknown section [backend a b]");
