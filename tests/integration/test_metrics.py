@@ -209,6 +209,9 @@ def test_listener_is_loopback_only(mchain):
                          text=True, check=True).stdout.split()
     assert out[3] == f"127.0.0.1:{port}", out
     assert len(out) == 5, out  # exactly one listening socket
+    # and the start-up log says where
+    with open(mchain.env["LOG_AUTH"]) as f:
+        assert f"metrics on {mchain.env['METRICS_URL']}" in f.read()
 
 
 def test_backend_health(mchain):
