@@ -236,3 +236,29 @@ def test_dovecot_passdb_host_port_decide_first(dovecot_pair):
     finally:
         rewrite_user(chain, name, "")
     assert imap_login(chain, name)[0] == 1
+
+
+def test_reload_drains_a_backend_and_moves_only_its_users(both_up):
+    chain = both_up
+    before = placement(chain)
+    conf = chain.path("etc", "dovegate-auth.conf")
+    with open(conf) as f:
+        original = f.read()
+    section = "[backend dovecot-2-imap]\n"
+    assert section in original
+    auth = LogWatch(chain.env["LOG_AUTH"])
+    try:
+        with open(conf, "w") as f:
+            f.write(original.replace(section, section + "weight = 0\n"))
+        os.kill(chain.procs["dovegate-auth"].pid, signal.SIGHUP)
+        auth.wait_for(r"configuration reloaded")
+        after = placement(chain)
+        # backend 2's users moved to backend 1; nobody else moved
+        assert after == {u: 1 for u in before}, after
+    finally:
+        with open(conf, "w") as f:
+            f.write(original)
+        restored = LogWatch(chain.env["LOG_AUTH"])
+        os.kill(chain.procs["dovegate-auth"].pid, signal.SIGHUP)
+        restored.wait_for(r"configuration reloaded")
+    assert placement(chain) == before
