@@ -119,6 +119,31 @@ def wait_for_port(port, timeout, proc=None, what=""):
     raise ChainError(f"{what} not listening on port {port} after {timeout}s")
 
 
+def sanitizer_dovecot_settings(build_dir):
+    """Dovecot settings for modules built with --enable-sanitizers (they link
+    libasan; Dovecot's binaries do not): its processes get libasan preloaded
+    (it must be the first library), no address-space limit (ASan reserves
+    terabytes of shadow memory), login processes without chroot (so reports
+    reach ASAN_OPTIONS' log_path), and no leak check (Dovecot's own memory at
+    exit; valgrind checks our modules' leaks in the plain build). Empty for a
+    plain build."""
+    module = os.path.join(build_dir, "src", "plugin", ".libs", "libauthdb_dovegate.so")
+    try:
+        out = subprocess.run(["ldd", module], capture_output=True, text=True).stdout
+    except OSError:
+        return ""
+    m = re.search(r"libasan\.so\S* => (\S+)", out)
+    if not m:
+        return ""
+    env = [f"LD_PRELOAD={m.group(1)}",
+           "ASAN_OPTIONS=" + ":".join(filter(None, [os.environ.get("ASAN_OPTIONS"), "detect_leaks=0"]))]
+    if os.environ.get("UBSAN_OPTIONS"):
+        env.append(f"UBSAN_OPTIONS={os.environ['UBSAN_OPTIONS']}")
+    return ("import_environment = TZ CORE_OUTOFMEM CORE_ERROR LISTEN_PID LISTEN_FDS "
+            + " ".join(env) + "\ndefault_vsz_limit = 0\n"
+            + "".join(f"service {s}-login {{\n  chroot =\n}}\n" for s in ("imap", "pop3", "submission")))
+
+
 def tail(path, lines=40):
     try:
         with open(path, errors="replace") as f:
@@ -165,7 +190,7 @@ class Chain:
         self.backends = []  # per Dovecot instance: its values (see _backend_values)
         self.passdb = passdb
         self.dovecot_pre = dovecot_pre
-        self.dovecot_post = dovecot_post
+        self.dovecot_post = sanitizer_dovecot_settings(build_dir) + dovecot_post
         self.build = os.path.abspath(build_dir)
         self.users = list(users)
         self.procs = {}  # name -> Popen, in start order
@@ -556,6 +581,12 @@ def shell_quote(s):
     return "'" + s.replace("'", "'\\''") + "'"
 
 
+def backends_banner(chain):
+    """Lines for Dovecot instances 2.. (scripts/run-chain --backends N)."""
+    return "".join(f"  Dovecot {i}:             direct IMAP 127.0.0.1:{b['DOVECOT_IMAP_PORT']}, "
+                   f"log {b['LOG_DOVECOT']}\n" for i, b in enumerate(chain.backends[1:], 2))
+
+
 def print_banner(chain):
     e, v = chain.env, chain.values
     user, password = e["DEMO_USER"], e["DEMO_PASSWORD"]
@@ -570,7 +601,7 @@ dovegate chain is up (state: {chain.state})
   dovegate-auth:         {e['AUTH_HTTP_URL']}
   metrics (Prometheus):  {e['METRICS_URL']}
   Dovecot direct IMAP:   127.0.0.1:{e['DOVECOT_IMAP_PORT']} (no PROXY header)
-
+{backends_banner(chain)}
 Try:
   curl -v 'imap://{user}:{password}@127.0.0.1:{e['NGINX_IMAP_PORT']}/INBOX'
   curl -v 'pop3://{user}:{password}@127.0.0.1:{e['NGINX_POP3_PORT']}/'
@@ -586,15 +617,16 @@ Ctrl-C stops everything.
 
 
 def deliver_demo_mail(chain):
-    """Put one welcome message into the demo user's INBOX through Dovecot's LMTP."""
+    """Put one welcome message into the demo user's INBOX through Dovecot's
+    LMTP, on every Dovecot (the user's backend is whichever the pool picks)."""
     import smtplib
-    v = chain.values
     user = chain.users[0][0]
     msg = (f"From: postmaster@localhost\r\nTo: {user}@localhost\r\n"
            f"Subject: Welcome to the dovegate demo\r\n\r\n"
            f"This message was delivered by the local chain at start-up.\r\n")
-    with smtplib.LMTP(v["LMTP_SOCKET"]) as lmtp:
-        lmtp.sendmail("postmaster@localhost", [user], msg)
+    for b in chain.backends:
+        with smtplib.LMTP(b["LMTP_SOCKET"]) as lmtp:
+            lmtp.sendmail("postmaster@localhost", [user], msg)
 
 
 def default_state_dir(build_dir):
