@@ -273,6 +273,8 @@ static int start(struct app *app, struct runtime *rt, char *err, size_t errlen)
 	    (app->metrics = metrics_http_new(app->base, &app->log, cfg, collect_metrics,
 					     app, err, errlen)) == NULL)
 		return -1;
+	if (app->metrics != NULL)
+		dglog(&app->log, LOG_INFO, "metrics on http://%s/metrics", cfg->metrics_listen_text);
 	if (cfg->user != NULL && drop_privileges(cfg->user, err, errlen) < 0)
 		return -1;
 	if (cfg->user == NULL && geteuid() == 0)
