@@ -41,6 +41,16 @@ src_plugin_libauthdb_dovegate_la_CFLAGS = $(DOVECOT_MODULE_CFLAGS)
 src_plugin_libauthdb_dovegate_la_LDFLAGS = $(DG_DOVECOT_MODULE_LDFLAGS)
 src_plugin_libauthdb_dovegate_la_LIBADD = $(SODIUM_LIBS)
 
+# --enable-sanitizers instruments the modules too: they then link libasan,
+# which must be preloaded into Dovecot's (uninstrumented) processes; the test
+# chain does that (tests/chain/chain.py: sanitizer_dovecot_settings).
+if SANITIZERS
+src_plugin_lib20_dovegate_plugin_la_CFLAGS += $(SANITIZER_FLAGS)
+src_plugin_lib20_dovegate_plugin_la_LDFLAGS += $(SANITIZER_FLAGS)
+src_plugin_libauthdb_dovegate_la_CFLAGS += $(SANITIZER_FLAGS)
+src_plugin_libauthdb_dovegate_la_LDFLAGS += $(SANITIZER_FLAGS)
+endif
+
 # Hooks by prerequisite only, so other fragments can hang their own on the
 # same hook targets.
 install-data-hook: install-data-hook-plugin

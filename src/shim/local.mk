@@ -11,22 +11,27 @@ src_shim_libdgshim_a_SOURCES = \
 	src/shim/external.c src/shim/external.h \
 	src/shim/health.c src/shim/health.h \
 	src/shim/log.c src/shim/log.h \
+	src/shim/metrics.c src/shim/metrics.h \
+	src/shim/metrics_http.c src/shim/metrics_http.h \
+	src/shim/notify.c src/shim/notify.h \
 	src/shim/passdb.c src/shim/passdb.h \
 	src/shim/passdb_dovecot.c src/shim/passdb_dovecot.h \
 	src/shim/passdb_file.c src/shim/passdb_file.h \
 	src/shim/penalty.c src/shim/penalty.h \
 	src/shim/route.c src/shim/route.h \
+	src/shim/routing.c src/shim/routing.h \
+	src/shim/dns.c src/shim/dns.h \
 	src/shim/runtime.c src/shim/runtime.h \
 	src/shim/secret.c src/shim/secret.h \
 	src/shim/server.c src/shim/server.h \
 	src/shim/session.c src/shim/session.h \
 	src/shim/workers.c src/shim/workers.h
 DG_SHIM_CFLAGS = $(AM_CFLAGS) $(LIBEVENT_CFLAGS) $(SODIUM_CFLAGS) $(INIH_CFLAGS) $(OPENSSL_CFLAGS) \
-	-DSYSCONFDIR='"$(sysconfdir)"' -DDG_VERSION='"$(PACKAGE_VERSION)"'
+	$(SYSTEMD_CFLAGS) -DSYSCONFDIR='"$(sysconfdir)"' -DDG_VERSION='"$(PACKAGE_VERSION)"'
 src_shim_libdgshim_a_CFLAGS = $(DG_SHIM_CFLAGS)
 # libdgshim.a first, then what it needs
 DG_SHIM_LIBS = src/shim/libdgshim.a $(DG_COMMON_LIBS) $(LIBEVENT_LIBS) \
-	$(INIH_LIBS) $(SODIUM_LIBS)
+	$(INIH_LIBS) $(SODIUM_LIBS) $(SYSTEMD_LIBS) -lm
 
 sbin_PROGRAMS += src/shim/dovegate-auth
 src_shim_dovegate_auth_SOURCES = src/shim/main.c

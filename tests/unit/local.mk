@@ -72,5 +72,21 @@ tests_unit_test_health_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/src/shim
 tests_unit_test_health_CFLAGS = $(DG_SHIM_CFLAGS) $(CMOCKA_CFLAGS)
 tests_unit_test_health_LDADD = $(DG_SHIM_LIBS) $(CMOCKA_LIBS)
 TESTS += tests/unit/test_health
+
+# backend pools from the config and the choice of a backend (routing.h)
+check_PROGRAMS += tests/unit/test_routing
+tests_unit_test_routing_SOURCES = tests/unit/test_routing.c
+tests_unit_test_routing_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/src/shim
+tests_unit_test_routing_CFLAGS = $(DG_SHIM_CFLAGS) $(CMOCKA_CFLAGS)
+tests_unit_test_routing_LDADD = $(DG_SHIM_LIBS) $(CMOCKA_LIBS)
+TESTS += tests/unit/test_routing
+
+# Prometheus rendering (metrics.h)
+check_PROGRAMS += tests/unit/test_metrics
+tests_unit_test_metrics_SOURCES = tests/unit/test_metrics.c
+tests_unit_test_metrics_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/src/shim
+tests_unit_test_metrics_CFLAGS = $(DG_SHIM_CFLAGS) $(CMOCKA_CFLAGS)
+tests_unit_test_metrics_LDADD = $(DG_SHIM_LIBS) $(CMOCKA_LIBS)
+TESTS += tests/unit/test_metrics
 endif
 EXTRA_DIST += tests/vectors/dovecot-pw.txt tests/vectors/paseto
