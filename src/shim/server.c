@@ -325,10 +325,11 @@ static void on_input_started(struct evbuffer *buf, const struct evbuffer_cb_info
 	      "byte (timeout %u s)\"", took, gate_srv->timeout);
 }
 
-/* evhttp's default bufferevent, with the gate on its input */
+/* evhttp's default bufferevent (options 0: evhttp closes the fd itself),
+   with the gate on its input */
 static struct bufferevent *new_bufferevent(struct event_base *base, void *arg)
 {
-	struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	struct bufferevent *bev = bufferevent_socket_new(base, -1, 0);
 
 	if (bev != NULL)
 		evbuffer_add_cb(bufferevent_get_input(bev), on_input_fresh, bev);
