@@ -94,8 +94,11 @@ def wait_for_greeting(port, prefix, timeout, proc=None, what=""):
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise ChainError(f"{what} exited with status {proc.returncode}")
+        # a login process under valgrind on a busy machine may take seconds
+        # to greet: waiting is better than starting yet another one
+        wait = max(2.0, min(10.0, deadline - time.monotonic()))
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+            with socket.create_connection(("127.0.0.1", port), timeout=wait) as s:
                 line = s.recv(512)
                 if line.startswith(prefix):
                     return
