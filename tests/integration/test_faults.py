@@ -98,6 +98,7 @@ def test_dovecot_auth_restart_under_load(dchain):
             time.sleep(1.5)
         finally:
             restart_dovecot(dchain)
+            dchain.wait_backends_up()  # dovegate-auth's health checks saw it come back
         restarted = time.monotonic()
         alog.wait_for(r"dovecot auth unix:\S+: connected", timeout=15)
         # until both kinds are answered again (a bad one waits out Dovecot's
@@ -175,6 +176,7 @@ def test_restart_under_load_never_gives_a_wrong_answer(rchain):
     rchain.restart_auth()
     alog.wait_for(r"signal 15: stopping")
     alog.wait_for(r"listening on 127\.0\.0\.1:\d+", timeout=30)
+    rchain.wait_backends_up()
     time.sleep(2.0)
     stopping.set()
     for t in threads:

@@ -170,7 +170,9 @@ def test_half_open_connections_time_out_while_others_are_served(hostile, alog):
 def test_out_of_descriptors_pauses_accepting_then_recovers(hostile, alog):
     """With its descriptors used up by idle connections, dovegate-auth says so
     in its log and pauses accepting instead of spinning on accept(); once the
-    idle connections time out it serves again by itself."""
+    idle connections time out it serves again by itself (its health checks,
+    out of descriptors too, mark the backends down meanwhile: temporary
+    failures, then up again)."""
     pid = auth_pid(hostile)
     soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
     resource.prlimit(pid, resource.RLIMIT_NOFILE, (open_fds(pid) + 20, hard))
@@ -191,6 +193,8 @@ def test_out_of_descriptors_pauses_accepting_then_recovers(hostile, alog):
         for s in socks:
             s.close()
         resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+    # its health checks could not connect either: backends come back up first
+    hostile.wait_backends_up()
     still_serving(hostile, alog)
 
 
