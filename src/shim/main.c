@@ -352,6 +352,10 @@ static int run(struct app *app)
 		      "%zu users, credentials mode %s", rt->cfg.listen_text,
 		      passdb_user_count(rt->passdb), cred_mode_name(rt->cfg.cred_mode));
 		notify_ready("serving");
+		/* The server holds its own reference: keeping this one would pin
+		   the start-up users table and cache in memory across reloads. */
+		runtime_unref(rt);
+		rt = NULL;
 		if (event_base_dispatch(app->base) == 0)
 			rc = 0;
 		dglog(&app->log, LOG_INFO, "stopped");
