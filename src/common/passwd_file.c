@@ -357,6 +357,16 @@ struct passwd_file *passwd_file_load(const char *path,
 		return NULL;
 	}
 	close(fd);
+	/* A file cut short (full disk, a copy still being written) mostly ends
+	   inside a line, whose hash would then silently be wrong: refuse it,
+	   the caller keeps the previous version. */
+	if (len > 0 && text[len - 1] != '\n') {
+		set_error(errbuf, errbuf_size, "%s: last line has no newline: file cut "
+			  "short? (write it whole, then rename it into place)", path);
+		sodium_memzero(text, len);
+		free(text);
+		return NULL;
+	}
 	pf = parse_owned(text, len, err, sizeof(err));
 	if (pf == NULL)
 		set_error(errbuf, errbuf_size, "%s: %s", path, err);

@@ -206,6 +206,7 @@ def restart_dovecot(chain):
                              chain.path("etc", "dovecot.conf"), v["LOGIN_PLUGIN_DIR"]],
                  log=chain.path("logs", "dovecot-stderr.log"))
     wait_for_greeting(v["DOVECOT_IMAP_PORT"], b"* OK", 30, chain.procs["dovecot"], "dovecot")
+    chain.wait_backends_up()  # dovegate-auth's health checks saw it come back
 
 
 def test_dovecot_down_fails_fast_then_recovers(unix_chain):
