@@ -15,6 +15,7 @@ import time
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(TOP, "bench")
 sys.path.insert(0, os.path.join(TOP, "tests", "chain"))
+from chain import free_ports  # noqa: E402  (one port picker for chain and bench)
 TICK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -60,19 +61,6 @@ def loginload_path(build):
         raise BenchError(f"{p} missing: build first (scripts/build; Makefile.am must include "
                          "bench/local.mk)")
     return p
-
-
-def free_ports(n):
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def wait_greeting(port, prefix, proc, what, timeout=30):
