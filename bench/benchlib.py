@@ -232,6 +232,17 @@ def loadavg():
         return " ".join(f.read().split()[:3])
 
 
+def load_lines(loads, note=""):
+    """The load average as measured during the run, for the results' header:
+    the benchmark keeps the cores busy itself, so only the reader can tell a
+    quiet machine from a shared one; the numbers let them."""
+    mid = loads[len(loads) // 2]
+    text = (f"- load average (1/5/15 min): {loads[0]} at the start, {mid} midway, "
+            f"{loads[-1]} at the end, on {os.cpu_count()} CPUs (the benchmark itself keeps\n"
+            f"  them busy; a 1-min load well above the CPU count means other work shared the machine)")
+    return text + (f"\n  {note}" if note else "") + "\n"
+
+
 # ---------------------------------------------------------------- numbers
 
 def med(values):
