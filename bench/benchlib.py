@@ -233,13 +233,14 @@ def loadavg():
 
 
 def load_lines(loads, note=""):
-    """The load average as measured during the run, for the results' header:
-    the benchmark keeps the cores busy itself, so only the reader can tell a
-    quiet machine from a shared one; the numbers let them."""
+    """The load average around a run, for the results' header. Only the first
+    figure (taken before measuring) shows other work on the machine: the later
+    ones count the benchmark's own runnable processes."""
     mid = loads[len(loads) // 2]
-    text = (f"- load average (1/5/15 min): {loads[0]} at the start, {mid} midway, "
-            f"{loads[-1]} at the end, on {os.cpu_count()} CPUs (the benchmark itself keeps\n"
-            f"  them busy; a 1-min load well above the CPU count means other work shared the machine)")
+    text = (f"- load average (1/5/15 min): {loads[0]} before measuring, {mid} midway, "
+            f"{loads[-1]} at the end,\n  on {os.cpu_count()} CPUs; the later figures count the "
+            f"benchmark's own processes waiting for a CPU, so\n  other work on the machine shows "
+            f"in the first figure and in the spread of the runs")
     return text + (f"\n  {note}" if note else "") + "\n"
 
 
