@@ -45,6 +45,7 @@ struct app {
 	struct routing *routing;
 	struct metrics_http *metrics;   /* NULL: no [metrics] listen */
 	struct event *sig_term, *sig_int, *sig_hup, *drain_timer;
+	struct event *watchdog;         /* NULL: systemd asked for none */
 	bool stopping;
 };
 
@@ -307,6 +308,8 @@ static void stop(struct app *app)
 		event_free(app->sig_hup);
 	if (app->drain_timer != NULL)
 		event_free(app->drain_timer);
+	if (app->watchdog != NULL)
+		event_free(app->watchdog);
 	if (app->base != NULL)
 		event_base_free(app->base);
 }
@@ -352,6 +355,7 @@ static int run(struct app *app)
 		      "%zu users, credentials mode %s", rt->cfg.listen_text,
 		      passdb_user_count(rt->passdb), cred_mode_name(rt->cfg.cred_mode));
 		notify_ready("serving");
+		app->watchdog = notify_watchdog_start(app->base);
 		/* The server holds its own reference: keeping this one would pin
 		   the start-up users table and cache in memory across reloads. */
 		runtime_unref(rt);

@@ -3,7 +3,8 @@ NOTIFY_SOCKET pointing at a unix datagram socket this test owns, as
 systemd would set it, and the test checks what a service manager relies on:
 READY=1 only once the auth_http port accepts and answers, RELOADING=1 then
 READY=1 around every SIGHUP (a failed reload too: the old config keeps
-serving), STOPPING=1 on SIGTERM, then a clean exit. Also: with no [metrics]
+serving), STOPPING=1 on SIGTERM, then a clean exit; WATCHDOG=1 keep-alives
+only when asked (WATCHDOG_USEC). Also: with no [metrics]
 section the daemon opens no metrics port (metrics are off by default).
 """
 import os
@@ -42,30 +43,44 @@ def built_with_libsystemd():
 
 
 @pytest.fixture
-def daemon():
-    """A dovegate-auth of its own and the notify socket it reports to."""
+def start_daemon():
+    """Starts dovegate-auth with extra environment, and the notify socket
+    it reports to; stops them at the end."""
     if not built_with_libsystemd():
         pytest.skip("built without libsystemd (no sd_notify)")
     d = tempfile.mkdtemp(prefix="dovegate-notify-", dir="/tmp")
-    port, backend = free_ports(2)
-    write_secret(f"{d}/secret", "notify-test-secret")
-    with open(f"{d}/users", "w") as f:
-        f.write("dora:{PLAIN}dora-pass::::::\n")
-    with open(f"{d}/auth.conf", "w") as f:
-        f.write(CONFIG.format(port=port, dir=d, backend=backend))
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(f"{d}/notify")
-    env = dict(os.environ, NOTIFY_SOCKET=f"{d}/notify")
-    log = open(f"{d}/auth.log", "wb")
-    proc = subprocess.Popen([os.path.join(BUILD_DIR, "src/shim/dovegate-auth"), "-c",
-                             f"{d}/auth.conf"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    yield {"proc": proc, "sock": sock, "port": port, "dir": d}
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
-    log.close()
-    sock.close()
+    started = []
+
+    def start(extra_env=None):
+        port, backend = free_ports(2)
+        write_secret(f"{d}/secret", "notify-test-secret")
+        with open(f"{d}/users", "w") as f:
+            f.write("dora:{PLAIN}dora-pass::::::\n")
+        with open(f"{d}/auth.conf", "w") as f:
+            f.write(CONFIG.format(port=port, dir=d, backend=backend))
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(f"{d}/notify")
+        env = dict(os.environ, NOTIFY_SOCKET=f"{d}/notify", **(extra_env or {}))
+        log = open(f"{d}/auth.log", "wb")
+        proc = subprocess.Popen([os.path.join(BUILD_DIR, "src/shim/dovegate-auth"), "-c",
+                                 f"{d}/auth.conf"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        started.append((proc, sock, log))
+        return {"proc": proc, "sock": sock, "port": port, "dir": d}
+
+    yield start
+    for proc, sock, log in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+        sock.close()
     shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def daemon(start_daemon):
+    """A dovegate-auth of its own, as systemd starts it without WatchdogSec=."""
+    return start_daemon()
 
 
 def next_message(sock, timeout=10.0):
@@ -146,3 +161,45 @@ def test_no_notify_socket_is_fine(daemon):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def messages_for(sock, seconds):
+    """Every notification that arrives within the next seconds."""
+    out, deadline = [], time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            out.append(next_message(sock, timeout=left))
+        except socket.timeout:
+            break
+    return out
+
+
+def test_watchdog_keepalives(start_daemon):
+    """WatchdogSec=0.4s in the unit: systemd sets WATCHDOG_USEC and
+    WATCHDOG_PID; the daemon must send WATCHDOG=1 at least every 0.4 s
+    (at half the interval, from its event loop) while it serves, also
+    while it is answering requests."""
+    # WATCHDOG_PID would be the daemon's own pid; unset, libsystemd
+    # takes the request as meant for this process
+    d = start_daemon({"WATCHDOG_USEC": "400000"})
+    assert next_message(d["sock"]).get("READY") == "1"
+    t0 = time.monotonic()
+    pings = [m for m in messages_for(d["sock"], 2.0) if m.get("WATCHDOG") == "1"]
+    assert answers(d["port"]) == "OK"
+    # 2 s at one ping per 0.2 s: about 10 (the first at start-up); fewer
+    # than 7 would let systemd's 0.4 s deadline pass
+    assert len(pings) >= 7, (len(pings), time.monotonic() - t0)
+    d["proc"].send_signal(signal.SIGTERM)
+    assert d["proc"].wait(timeout=10) == 0
+
+
+def test_no_watchdog_unless_asked(daemon):
+    """Without WatchdogSec= (no WATCHDOG_USEC) no keep-alives are sent."""
+    assert next_message(daemon["sock"]).get("READY") == "1"
+    assert not [m for m in messages_for(daemon["sock"], 1.0) if "WATCHDOG" in m]
+
+
+def test_watchdog_for_another_pid_is_ignored(start_daemon):
+    d = start_daemon({"WATCHDOG_USEC": "200000", "WATCHDOG_PID": str(os.getpid())})
+    assert next_message(d["sock"]).get("READY") == "1"
+    assert not [m for m in messages_for(d["sock"], 1.0) if "WATCHDOG" in m]
