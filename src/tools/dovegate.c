@@ -353,7 +353,8 @@ static void keygen_help(FILE *out)
 		" A-Z a-z 0-9 . _ -\n"
 		"              (e.g. the date: 2026-01)\n"
 		"  --dir DIR   where to write ID.key and ID.pub (default: the"
-		" current directory)\n"
+		" current directory;\n"
+		"              created with mode 0700 if missing)\n"
 		"ID.key (mode 0600) is dovegate-auth's [ticket] signing_key. ID.pub"
 		" goes into\nevery backend's key ring: cat *.pub > ring. Existing"
 		" files are never\noverwritten.\n");
@@ -394,6 +395,24 @@ static bool write_new_file(const char *path, mode_t mode, const char *text)
 		unlink(path);
 	}
 	return ok;
+}
+
+/* DIR itself is created (0700: it holds signing keys) when missing, so
+   `--dir /etc/dovegate/keys` works on a fresh host; its parent must exist,
+   as with mkdir(1). false after a message. */
+static bool keygen_dir(const char *dir)
+{
+	struct stat st;
+
+	if (mkdir(dir, 0700) == 0) {
+		printf("%s: created (mode 0700)\n", dir);
+		return true;
+	}
+	if (errno == EEXIST && stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
+		return true;
+	fprintf(stderr, "dovegate keygen: %s: %s\n", dir, errno == EEXIST ?
+		"exists and is not a directory" : strerror(errno));
+	return false;
 }
 
 /* The two files' contents for a fresh key pair. */
@@ -466,6 +485,8 @@ static int cmd_keygen(int argc, char **argv)
 		fprintf(stderr, "dovegate keygen: directory name too long\n");
 		return EXIT_FAILURE;
 	}
+	if (!keygen_dir(dir))
+		return EXIT_FAILURE;
 	if (!keygen_texts(kid, key, sizeof(key), pub, sizeof(pub))) {
 		fprintf(stderr, "dovegate keygen: cannot encode the key\n");
 		ret = EXIT_FAILURE;

@@ -157,6 +157,26 @@ def test_unknown_key_is_refused(chain, logs, tmp_path):
     logs["dovecot"].wait_for(r"dovegate: ticket refused: reason=unknown_key\b")
 
 
+def test_keygen_creates_a_missing_key_directory(chain, tmp_path):
+    """README's `dovegate keygen --dir /etc/dovegate/keys` on a fresh host:
+    the directory is made 0700, the key 0600; a missing parent or a file in
+    the way is a clear error and writes nothing."""
+    keys = tmp_path / "keys"
+    out = dovegate(chain, "keygen", "--kid", "fresh", "--dir", str(keys)).stdout
+    assert f"{keys}: created (mode 0700)" in out
+    assert (keys.stat().st_mode & 0o777) == 0o700
+    assert ((keys / "fresh.key").stat().st_mode & 0o777) == 0o600
+    assert "\nfresh k4.public." in (keys / "fresh.pub").read_text()
+    # again into the same, now existing, directory: fine
+    dovegate(chain, "keygen", "--kid", "second", "--dir", str(keys))
+    deep = dovegate(chain, "keygen", "--kid", "x", "--dir", str(tmp_path / "no" / "keys"), check=False)
+    assert deep.returncode != 0 and "No such file or directory" in deep.stderr
+    (tmp_path / "plain").write_text("")
+    blocked = dovegate(chain, "keygen", "--kid", "x", "--dir", str(tmp_path / "plain"), check=False)
+    assert blocked.returncode != 0 and "exists and is not a directory" in blocked.stderr
+    assert not (tmp_path / "no").exists()
+
+
 def test_no_password_reaches_the_backend(chain, logs):
     """In ticket mode nginx logs in to Dovecot with a ticket, never the password."""
     name, password = user(chain, "bob")
