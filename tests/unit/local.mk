@@ -88,5 +88,13 @@ tests_unit_test_metrics_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/src/shim
 tests_unit_test_metrics_CFLAGS = $(DG_SHIM_CFLAGS) $(CMOCKA_CFLAGS)
 tests_unit_test_metrics_LDADD = $(DG_SHIM_LIBS) $(CMOCKA_LIBS)
 TESTS += tests/unit/test_metrics
+
+# the resolver's answer cache (dns.h)
+check_PROGRAMS += tests/unit/test_dns
+tests_unit_test_dns_SOURCES = tests/unit/test_dns.c
+tests_unit_test_dns_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/src/shim
+tests_unit_test_dns_CFLAGS = $(DG_SHIM_CFLAGS) $(CMOCKA_CFLAGS)
+tests_unit_test_dns_LDADD = $(DG_SHIM_LIBS) $(CMOCKA_LIBS)
+TESTS += tests/unit/test_dns
 endif
 EXTRA_DIST += tests/vectors/dovecot-pw.txt tests/vectors/paseto
