@@ -97,8 +97,18 @@ int route_pool_add(struct route_pool *pool, const char *spec, unsigned weight,
 
 void route_pool_set_down(struct route_pool *pool, size_t index, bool down)
 {
-	if (index < pool->count)
+	if (index < pool->count) {
 		pool->v[index].down = down;
+		pool->v[index].unchecked = false;
+	}
+}
+
+void route_pool_set_unchecked(struct route_pool *pool, size_t index)
+{
+	if (index < pool->count) {
+		pool->v[index].down = true;
+		pool->v[index].unchecked = true;
+	}
 }
 
 /* Weighted HRW (Schindelhauer & Schomaker; "logarithmic method"):
@@ -120,16 +130,16 @@ static double hrw_score(const struct route_pool *pool, uint64_t user_hash,
 	return -(double)b->weight / log(u);
 }
 
-int route_pick(const struct route_pool *pool, const char *user, size_t user_len)
+/* unchecked: pick among the not-yet-probed backends instead of the up ones */
+static int pick_among(const struct route_pool *pool, uint64_t uh, bool unchecked)
 {
-	uint64_t uh = siphash(pool->key, user, user_len);
 	double best = 0;
 	int pick = ROUTE_NONE;
 
 	for (size_t i = 0; i < pool->count; i++) {
 		const struct route_backend *b = &pool->v[i];
 		double s;
-		if (b->down || b->weight == 0)
+		if ((unchecked ? !b->unchecked : b->down) || b->weight == 0)
 			continue;
 		s = hrw_score(pool, uh, b);
 		/* ties (practically never): the lower id_hash, so that the
@@ -141,6 +151,14 @@ int route_pick(const struct route_pool *pool, const char *user, size_t user_len)
 		}
 	}
 	return pick;
+}
+
+int route_pick(const struct route_pool *pool, const char *user, size_t user_len)
+{
+	uint64_t uh = siphash(pool->key, user, user_len);
+	int pick = pick_among(pool, uh, false);
+
+	return pick != ROUTE_NONE ? pick : pick_among(pool, uh, true);
 }
 
 const struct route_backend *route_pick_backend(const struct route_pool *pool,

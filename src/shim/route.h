@@ -35,6 +35,10 @@ struct route_backend {
 	char identity[ROUTE_IDENTITY_MAX];   /* audience name for tickets; may be "" */
 	uint64_t id_hash;               /* hash of identity or ip:port, under the pool key */
 	bool down;                      /* health checks said so */
+	/* Not probed yet (a new backend, or every one at start-up): down, but
+	   chosen when no probed backend of the pool is up, so the first logins
+	   after a (re)start are not refused for want of a probe result. */
+	bool unchecked;
 };
 
 /* Owns its array. Protocol-free: a table holds one per protocol. */
@@ -61,8 +65,11 @@ void route_pool_free(struct route_pool *pool);
    backend's index, or -1 with *error_r (static text). */
 int route_pool_add(struct route_pool *pool, const char *spec, unsigned weight,
 		   const char *identity, const char **error_r);
+/* A health verdict: also ends the backend's unchecked state. */
 void route_pool_set_down(struct route_pool *pool, size_t index, bool down);
-/* The backend for user (ROUTE_NONE when none is up with weight > 0).
+void route_pool_set_unchecked(struct route_pool *pool, size_t index);
+/* The backend for user among those up with weight > 0; when none is, among
+   the unchecked ones (ROUTE_NONE when neither).
    Deterministic across processes and hosts for the same key and backends. */
 int route_pick(const struct route_pool *pool, const char *user, size_t user_len);
 /* Convenience: NULL when none is available. */

@@ -150,7 +150,8 @@ static int fill_target(const struct dg_config *cfg, const struct backend_conf *b
 	t->params.rise = cfg->health_rise;
 	t->params.fall = cfg->health_fall;
 	/* a reload neither flaps nor forgets; a new backend waits for its
-	   first good probe */
+	   first good probe (and serves meanwhile only when no checked backend
+	   of its pool is up: route_pool_set_unchecked) */
 	t->start = prev < 0 ? HEALTH_START_PENDING : prev ? HEALTH_START_UP : HEALTH_START_DOWN;
 	t->send_proxy = bc->proxy_protocol >= 0 ? bc->proxy_protocol : cfg->health_proxy_protocol;
 	return 0;
@@ -181,7 +182,10 @@ static int add_backend(struct routing *r, struct generation *g, const struct dg_
 		return 0;
 	}
 	e->up = prev == 1;
-	route_pool_set_down(pool, e->pool_index, !e->up);
+	if (prev < 0)
+		route_pool_set_unchecked(pool, e->pool_index);
+	else
+		route_pool_set_down(pool, e->pool_index, !e->up);
 	if (fill_target(cfg, bc, prev, &t) < 0 || health_add(g->hc, &t) < 0) {
 		snprintf(err, errlen, "%s:%u: cannot check %s", cfg->path, bc->line, bc->addr.text);
 		return -1;

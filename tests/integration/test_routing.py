@@ -4,18 +4,24 @@ client -> nginx -> dovegate-auth (pools, health checks) -> Dovecot 1 or 2.
 Where a login went is checked the way an operator would: dovegate-auth's
 decision line names the backend, and exactly that Dovecot logs the
 `Login:` line with the decision's session id. Backends are stopped and
-started by their master's pid.
+started by their master's pid. One test runs a dovegate-auth of its own
+in front of a backend that never greets, to see the logins that arrive
+before the first health probe has a result.
 """
 import imaplib
 import os
 import re
 import signal
 import smtplib
+import socket
+import subprocess
 import time
+import types
 
 import pytest
-from conftest import start_chain, stop_chain
-from helpers import LogWatch, decision, watch_logs
+from chain import free_ports, write_secret
+from conftest import BUILD_DIR, start_chain, stop_chain
+from helpers import LogWatch, auth_http, decision, watch_logs
 
 PASSWORD = "route-pass-1"
 USERS = [(f"u{i:02d}", PASSWORD, "PLAIN") for i in range(12)]
@@ -262,3 +268,77 @@ def test_reload_drains_a_backend_and_moves_only_its_users(both_up):
         os.kill(chain.procs["dovegate-auth"].pid, signal.SIGHUP)
         restored.wait_for(r"configuration reloaded")
     assert placement(chain) == before
+
+
+STARTUP_CONFIG = """[server]
+listen = 127.0.0.1:{port}
+secret_file = {dir}/secret
+[passdb]
+path = {dir}/users
+[backend]
+imap = 127.0.0.1:{backend}
+[credentials]
+mode = passthrough
+[health]
+interval = 10s
+timeout = 3s
+rise = 1
+fall = 1
+proxy_protocol = no
+"""
+
+
+def test_first_logins_after_start_wait_for_no_probe(tmp_path):
+    """A (re)started dovegate-auth has no probe result yet: the logins that
+    arrive meanwhile go to the backend they will have anyway instead of
+    being refused with no_backend. Once the first probe says down, they are
+    refused. The backend here accepts connections but never greets, so its
+    first probe takes the whole 3 s timeout: long enough to see both."""
+    port, backend = free_ports(2)
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", backend))
+    silent.listen(16)  # the kernel completes handshakes; nobody greets
+    d = str(tmp_path)
+    write_secret(f"{d}/secret", "startup-secret")
+    with open(f"{d}/users", "w") as f:
+        f.write("sam:{PLAIN}sam-pass::::::\n")
+    with open(f"{d}/auth.conf", "w") as f:
+        f.write(STARTUP_CONFIG.format(port=port, dir=d, backend=backend))
+    log_path = f"{d}/auth.log"
+    log = open(log_path, "wb")
+    proc = subprocess.Popen([os.path.join(BUILD_DIR, "src/shim/dovegate-auth"), "-c",
+                             f"{d}/auth.conf"], stdout=log, stderr=subprocess.STDOUT)
+    target = types.SimpleNamespace(env={"AUTH_HTTP_URL": f"http://127.0.0.1:{port}/auth"})
+    headers = {"Auth-Method": "plain", "Auth-User": "sam", "Auth-Pass": "sam-pass",
+               "Auth-Protocol": "imap", "Auth-Login-Attempt": "1", "Client-IP": "192.0.2.8",
+               "X-Dovegate-Secret": "startup-secret"}
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.02)
+        started = time.monotonic()
+        resp = auth_http(target, headers)
+        assert time.monotonic() - started < 2.5, "the probe may have ended: test timing lost"
+        assert resp.get("auth-status") == "OK", resp
+        assert (resp.get("auth-server"), resp.get("auth-port")) == ("127.0.0.1", str(backend))
+
+        # the first probe times out: down, and now logins are refused
+        deadline = time.monotonic() + 10
+        while b"state=down" not in open(log_path, "rb").read():
+            assert time.monotonic() < deadline, open(log_path, "rb").read()
+            time.sleep(0.1)
+        resp = auth_http(target, headers)
+        assert resp.get("auth-status") != "OK" and "auth-wait" in resp, resp
+        text = open(log_path, "rb").read().decode()
+        assert re.search(r"user=sam\b.*reason=no_backend", text), text
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=10)
+        log.close()
+        silent.close()

@@ -325,6 +325,45 @@ static void test_down_moves_only_its_users(void **state)
 	free(after);
 }
 
+/* Start-up: no backend has a probe result yet. Logins are not refused
+   meanwhile: they go where they will go once all are up. A probed backend
+   that is up wins over unchecked ones; a probe verdict ends "unchecked". */
+static void test_unchecked_until_probed(void **state)
+{
+	struct route_pool pool;
+	int *up = calloc(USERS, sizeof(int)), *fresh = calloc(USERS, sizeof(int));
+
+	pool_n(&pool, 3, 1);
+	pick_all(&pool, up);
+	for (size_t i = 0; i < 3; i++)
+		route_pool_set_unchecked(&pool, i);
+	pick_all(&pool, fresh);
+	assert_memory_equal(up, fresh, sizeof(int) * USERS);
+
+	/* mail2 answers its first probe: everybody goes there until the
+	   others have theirs */
+	route_pool_set_down(&pool, 1, false);
+	pick_all(&pool, fresh);
+	for (int i = 0; i < USERS; i++)
+		assert_int_equal(fresh[i], 2);
+
+	/* the others' first probes fail: they are down, not unchecked, and
+	   mail2 going down too leaves nothing */
+	route_pool_set_down(&pool, 0, true);
+	route_pool_set_down(&pool, 2, true);
+	route_pool_set_down(&pool, 1, true);
+	assert_int_equal(route_pick(&pool, "alice", 5), ROUTE_NONE);
+
+	/* drained (weight 0) stays unused even unchecked */
+	route_pool_free(&pool);
+	pool_n(&pool, 1, 0);
+	route_pool_set_unchecked(&pool, 0);
+	assert_int_equal(route_pick(&pool, "alice", 5), ROUTE_NONE);
+	route_pool_free(&pool);
+	free(up);
+	free(fresh);
+}
+
 /* Changing one weight moves users only to (raised) or from (lowered) it. */
 static void test_weight_change(void **state)
 {
@@ -379,6 +418,7 @@ int main(void)
 		cmocka_unit_test(test_add_moves_share),
 		cmocka_unit_test(test_remove_moves_share),
 		cmocka_unit_test(test_down_moves_only_its_users),
+		cmocka_unit_test(test_unchecked_until_probed),
 		cmocka_unit_test(test_weight_change),
 		cmocka_unit_test(test_table),
 	};
