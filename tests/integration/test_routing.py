@@ -19,7 +19,7 @@ import time
 import types
 
 import pytest
-from chain import free_ports, write_secret
+from chain import free_ports, wait_for_port, write_secret
 from conftest import BUILD_DIR, start_chain, stop_chain
 from helpers import LogWatch, auth_http, decision, watch_logs
 
@@ -313,14 +313,7 @@ def test_first_logins_after_start_wait_for_no_probe(tmp_path):
                "Auth-Protocol": "imap", "Auth-Login-Attempt": "1", "Client-IP": "192.0.2.8",
                "X-Dovegate-Secret": "startup-secret"}
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline
-                time.sleep(0.02)
+        wait_for_port(port, 10, proc=proc, what="dovegate-auth")
         started = time.monotonic()
         resp = auth_http(target, headers)
         assert time.monotonic() - started < 2.5, "the probe may have ended: test timing lost"
