@@ -1,15 +1,25 @@
 #!/usr/bin/python3
-"""One closing line for the whole test run: cmocka unit logs + pytest junit XML.
+"""One closing line for a test run: cmocka unit logs + pytest junit XML.
 
-usage: summary.py UNIT_LOG_DIR JUNIT_XML [UNIT_LOG_DIR JUNIT_XML ...]
-                  [--sanitizer-reports DIR]
-One pair per build (the plain one, the sanitizer one). Every file in DIR is
-an ASan/UBSan/LeakSanitizer report (log_path=DIR/...): each counts as one
-failure, whichever process wrote it, and its first lines are shown.
-Prints "total: N passed, N failed[, N skipped]"; exits 1 on any failure or
-when nothing ran at all.
+usage: summary.py [--label WORD] [--result FILE] [--sanitizer-reports DIR]
+                  [--build-failed BUILD_DIR]... [UNIT_LOG_DIR JUNIT_XML ...]
+       summary.py --combine [--label WORD] RESULT_FILE...
+
+One UNIT_LOG_DIR JUNIT_XML pair per build (the plain one, the sanitizer one).
+Every file in DIR is an ASan/UBSan/LeakSanitizer report (log_path=DIR/...):
+each counts as one failure, whichever process wrote it, and its first lines
+are shown. --build-failed BUILD_DIR: that build did not build, one failure.
+Prints "WORD: N passed, N failed[, N skipped]" (WORD: --label, default
+"total"); --result FILE also writes those counts to FILE (JSON) for --combine.
+Exits 1 on any failure or when nothing ran at all.
+
+--combine: one line per RESULT_FILE (a run of the first form, e.g. one CI
+leg), then "total: ..." over all of them. A missing or unreadable
+RESULT_FILE (the run did not finish) and a run that passed nothing count as
+one failure each. Exits 1 on any failure.
 """
 import glob
+import json
 import os
 import re
 import sys
@@ -52,17 +62,74 @@ def sanitizer_reports(report_dir):
     return len(paths)
 
 
+def counts_line(label, passed, failed, skipped):
+    line = f"{label}: {passed} passed, {failed} failed"
+    return line + (f", {skipped} skipped" if skipped else "")
+
+
+def take_option(args, name, many=False):
+    """Removes every `name VALUE` from args; returns the values (or the last)."""
+    values = []
+    while name in args:
+        i = args.index(name)
+        if i + 1 >= len(args):
+            sys.exit(f"summary.py: {name} needs a value\n\n{__doc__}")
+        values.append(args[i + 1])
+        del args[i:i + 2]
+    return values if many else (values[-1] if values else None)
+
+
+def check_label(label):
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", label):
+        sys.exit(f"summary.py: --label must be one word, not {label!r}")
+    return label
+
+
+def combine(args):
+    """--combine: the runs' result files, one line each, then the total."""
+    passed = failed = skipped = 0
+    for path in args:
+        try:
+            with open(path) as f:
+                r = json.load(f)
+            label = r["label"]
+            p, fl, sk = int(r["passed"]), int(r["failed"]), int(r.get("skipped", 0))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            print(f"{path}: no result, counted as 1 failure ({e})")
+            failed += 1
+            continue
+        print(counts_line(label, p, fl, sk))
+        if p == 0:
+            print(f"{label}: ran no test, counted as 1 failure")
+            fl += 1
+        passed, failed, skipped = passed + p, failed + fl, skipped + sk
+    return passed, failed, skipped
+
+
 def main():
     args = sys.argv[1:]
+    label = check_label(take_option(args, "--label") or "total")
+    if "--combine" in args:
+        args.remove("--combine")
+        if not args or any(a.startswith("--") for a in args):
+            sys.exit(__doc__)
+        passed, failed, skipped = combine(args)
+        print(counts_line(label, passed, failed, skipped))
+        return 1 if failed or passed == 0 else 0
+
+    result = take_option(args, "--result")
+    report_dir = take_option(args, "--sanitizer-reports")
+    failed_builds = take_option(args, "--build-failed", many=True)
     reports = 0
-    if "--sanitizer-reports" in args:
-        i = args.index("--sanitizer-reports")
-        reports = sanitizer_reports(args[i + 1])
+    if report_dir is not None:
+        reports = sanitizer_reports(report_dir)
         print(f"sanitizer reports: {reports}")
-        del args[i:i + 2]
-    if not args or len(args) % 2:
+    if (not args and not failed_builds) or len(args) % 2 or any(a.startswith("--") for a in args):
         sys.exit(__doc__)
     passed, failed, skipped = 0, reports, 0
+    for build in failed_builds:
+        print(f"{build}: build failed")
+        failed += 1
     for unit_dir, junit in zip(args[0::2], args[1::2]):
         up, uf = unit_counts(unit_dir)
         ip, if_, isk = junit_counts(junit)
@@ -70,8 +137,14 @@ def main():
         print(f"{build}: unit: {up} passed, {uf} failed; "
               f"integration: {ip} passed, {if_} failed, {isk} skipped")
         passed, failed, skipped = passed + up + ip, failed + uf + if_, skipped + isk
-    line = f"total: {passed} passed, {failed} failed"
-    print(line + (f", {skipped} skipped" if skipped else ""))
+    if result:
+        os.makedirs(os.path.dirname(os.path.abspath(result)), exist_ok=True)
+        with open(result + ".tmp", "w") as f:
+            json.dump({"label": label, "passed": passed, "failed": failed,
+                       "skipped": skipped}, f)
+            f.write("\n")
+        os.replace(result + ".tmp", result)
+    print(counts_line(label, passed, failed, skipped))
     return 1 if failed or passed == 0 else 0
 
 
