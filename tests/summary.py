@@ -15,8 +15,8 @@ Exits 1 on any failure or when nothing ran at all.
 
 --combine: one line per RESULT_FILE (a run of the first form, e.g. one CI
 leg), then "total: ..." over all of them. A missing or unreadable
-RESULT_FILE (the run did not finish) and a run that passed nothing count as
-one failure each. Exits 1 on any failure.
+RESULT_FILE (the run did not finish) and a run with no test passed or
+failed count as one failure each. Exits 1 on any failure.
 """
 import glob
 import json
@@ -99,7 +99,7 @@ def combine(args):
             failed += 1
             continue
         print(counts_line(label, p, fl, sk))
-        if p == 0:
+        if p == 0 and fl == 0:
             print(f"{label}: ran no test, counted as 1 failure")
             fl += 1
         passed, failed, skipped = passed + p, failed + fl, skipped + sk
