@@ -3,6 +3,7 @@
    module with Dovecot's gnu99 flags, so no config.h and no C11-only syntax. */
 #include "ticket.h"
 
+#include <arpa/inet.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
@@ -510,10 +511,30 @@ static bool same_string(const char *a, const char *b)
 	return len == 0 || sodium_memcmp(a, b, len) == 0;
 }
 
+/* A session id: 1..64 of [A-Za-z0-9_-] (what dovegate-auth mints, safe in
+   Dovecot's log prefixes and its login session id). */
+static bool jti_valid(const char *jti)
+{
+	size_t n = strspn(jti, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+			       "0123456789_-");
+
+	return n > 0 && n <= 64 && jti[n] == '\0';
+}
+
+/* "" (unknown) or an IPv4/IPv6 address literal. */
+static bool rip_valid(const char *rip)
+{
+	unsigned char buf[sizeof(struct in6_addr)];
+
+	return rip[0] == '\0' || inet_pton(AF_INET, rip, buf) == 1 ||
+	       inet_pton(AF_INET6, rip, buf) == 1;
+}
+
 static bool claims_complete(const struct ticket_claims *c)
 {
-	return c->sub[0] != '\0' && c->aud[0] != '\0' && c->jti[0] != '\0' &&
-	       c->svc[0] != '\0' && c->iat != 0 && c->exp != 0 && c->exp >= c->iat;
+	return c->sub[0] != '\0' && c->aud[0] != '\0' && jti_valid(c->jti) &&
+	       c->svc[0] != '\0' && c->iat != 0 && c->exp != 0 && c->exp >= c->iat &&
+	       rip_valid(c->rip);
 }
 
 /* Times are bounded by ticket_time_parse (years 0000-9999) and callers'

@@ -1,7 +1,7 @@
 /* dovegate login tickets: PASETO v4.public (Ed25519, libsodium) plus the
    claim rules shared by the signer (dovegate-auth), the verifier (Dovecot
-   passdb module) and the CLI. JSON is built/parsed by the callers (jansson
-   outside Dovecot, Dovecot's json parser inside); this file never parses JSON. */
+   passdb module) and the CLI. JSON is built/parsed by ticket_json.c
+   (jansson, on both sides); this file never parses JSON. */
 #ifndef DOVEGATE_TICKET_H
 #define DOVEGATE_TICKET_H
 
@@ -144,7 +144,8 @@ enum ticket_refusal {
 const char *ticket_refusal_name(enum ticket_refusal r);
 
 /* Time and identity rules (signature already checked by the caller), in
-   this order: required claims present and exp >= iat (malformed); now >
+   this order: required claims present, exp >= iat, jti 1..64 of
+   [A-Za-z0-9_-] and rip "" or an IP address (else malformed); now >
    exp + skew (expired); iat > now + skew (not_yet_valid); exp - iat >
    max_lifetime; aud, sub, svc equal to the expected ones (NULL expected =
    refused; svc "submission" counts as "smtp"). Never returns REPLAY. */

@@ -1,5 +1,6 @@
-/* Ticket claims <-> JSON with jansson, for dovegate-auth and the CLI (the
-   Dovecot side parses with Dovecot's own json parser). Claim names and
+/* Ticket claims <-> JSON with jansson, for dovegate-auth, the CLI and the
+   Dovecot passdb module (one parser for Dovecot 2.3 and 2.4, whose own
+   JSON APIs differ). Claim names and
    encodings: see struct ticket_claims in ticket.h. Does not expose jansson,
    so users need no JANSSON_CFLAGS. */
 #ifndef DOVEGATE_TICKET_JSON_H

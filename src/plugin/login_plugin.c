@@ -41,6 +41,7 @@
 #include "module-context.h"
 #include "client-common.h"
 #include "login_trust.h"
+#include "dovecot_compat.h"
 
 #define DOVEGATE_LOGIN_CONTEXT(obj) \
 	MODULE_CONTEXT(obj, dovegate_login_module)
@@ -231,13 +232,9 @@ static const char *dovegate_source_name(enum dovegate_source source,
 /* "192.0.2.7:4711", "[2001:db8::7]:4711", or without ":port" for port 0 */
 static const char *dovegate_origin_str(const struct ip_addr *ip, in_port_t port)
 {
-	const char *str;
-
 	if (port == 0)
 		return net_ip2addr(ip);
-	if (net_ipport2str(ip, port, &str) < 0)
-		return net_ip2addr(ip);
-	return str;
+	return dg_ipport2str(ip, port);
 }
 
 /* The login line goes to a child of client->event (its fields, our
@@ -365,8 +362,8 @@ static bool dovegate_sasl_check_login(struct client *client)
 	if (ticket.tls != NULL)
 		str_append(line, ticket.tls);
 	else if (origin_from == DOVEGATE_SOURCE_OWN)
-		str_append(line, client->tls ? "yes" : "no");
-	else if (client->proxied_ssl)
+		str_append(line, DG_CLIENT_TLS(client) ? "yes" : "no");
+	else if (DG_CLIENT_PROXIED_TLS(client))
 		str_append(line, "yes");
 	else
 		str_append(line, "unknown");
@@ -400,7 +397,7 @@ static void dovegate_client_allocated(struct client *client)
 
 	dclient->alloc_ip = client->ip;
 	dclient->alloc_port = client->remote_port;
-	if (client->trusted) {
+	if (DG_CLIENT_TRUSTED(client)) {
 		/* login_trusted_networks may replace the session id with
 		   IMAP ID x-session-id or XCLIENT SESSION=. Make Dovecot's
 		   own now (it is made on first use anyway) to tell them
@@ -420,7 +417,7 @@ static void dovegate_client_allocated(struct client *client)
 		   Nothing else follows from "secured" that a trusted
 		   proxy must not have: unlike client->trusted it does not
 		   allow IMAP ID / XCLIENT to override the client address. */
-		client->secured = TRUE;
+		DG_CLIENT_SECURED(client) = TRUE;
 		/* pop3-login and submission-login have no notify_status */
 		if (v->notify_status != NULL)
 			v->notify_status = dovegate_notify_status;
@@ -431,8 +428,8 @@ static void dovegate_client_allocated(struct client *client)
 		"login_trusted=%s, secured=%s)",
 		client->listener_name,
 		dclient->trusted_proxy ? "yes" : "no",
-		client->trusted ? "yes" : "no",
-		client->secured ? "yes" : "no");
+		DG_CLIENT_TRUSTED(client) ? "yes" : "no",
+		DG_CLIENT_SECURED(client) ? "yes" : "no");
 }
 
 static const struct login_client_hooks dovegate_login_hooks = {

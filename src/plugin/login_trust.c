@@ -37,6 +37,7 @@
 #include "master-service-settings.h"
 #include "client-common.h"
 #include "login_trust.h"
+#include "dovecot_compat.h"
 
 /* TRUE if every listener of this process called `name` has haproxy = yes
    (names are unique per service; be strict if they were not). */
@@ -62,7 +63,7 @@ static bool listener_is_haproxy(const char *name)
 static bool ip_in_haproxy_trusted_networks(const struct ip_addr *ip)
 {
 	const struct master_service_settings *set =
-		master_service_settings_get(master_service);
+		dg_service_settings(master_service);
 	const char *const *net;
 	struct ip_addr net_ip;
 	unsigned int bits;

@@ -59,14 +59,10 @@
 #include "ticket.h"
 #include "keyring.h"
 #include "replay_cache.h"
-#include "claims_json.h"
+#include "ticket_json.h"
+#include "passdb_settings.h"
+#include "dovecot_compat.h"
 
-#define DOVEGATE_DEFAULT_SKEW 30
-#define DOVEGATE_DEFAULT_MAX_LIFETIME 300
-#define DOVEGATE_DEFAULT_REPLAY_CACHE_SIZE 100000
-#define DOVEGATE_MAX_SKEW 600
-#define DOVEGATE_MAX_MAX_LIFETIME 86400
-#define DOVEGATE_MAX_REPLAY_CACHE_SIZE 100000000
 /* Longest value of a ticket claim written to the log. */
 #define DOVEGATE_LOG_VALUE_MAX 80
 
@@ -77,21 +73,9 @@ const char *authdb_dovegate_version = DOVECOT_ABI_VERSION;
 void authdb_dovegate_init(void);
 void authdb_dovegate_deinit(void);
 
-struct dovegate_net {
-	struct ip_addr ip;
-	unsigned int bits;
-};
-
 struct dovegate_passdb_module {
 	struct passdb_module module;
-
-	const char *keys_path;
-	const char *audience;
-	unsigned int skew, max_lifetime, replay_cache_size;
-	/* allow_real_nets: tickets only from these peers (nginx); none = any */
-	const char *real_nets_str;
-	struct dovegate_net *real_nets;
-	unsigned int real_nets_count;
+	struct dovegate_passdb_settings set;
 
 	struct keyring *ring;
 	struct stat ring_st;     /* of the file the ring was loaded from */
@@ -118,104 +102,6 @@ static struct event *dovegate_request_event(struct auth_request *request)
 		add_category(&event_category_dovegate)->event();
 }
 
-/* ---- settings ----------------------------------------------------------- */
-
-static unsigned int
-dovegate_arg_uint(const char *key, const char *value, unsigned int min,
-		  unsigned int max)
-{
-	unsigned int n;
-
-	if (str_to_uint(value, &n) < 0 || n < min || n > max) {
-		i_fatal("passdb dovegate: %s=%s: expected a number from %u to %u",
-			key, value, min, max);
-	}
-	return n;
-}
-
-static void
-dovegate_parse_nets(struct dovegate_passdb_module *m, pool_t pool,
-		    const char *value)
-{
-	const char *const *nets = t_strsplit(value, ",");
-	unsigned int i, count = str_array_length(nets);
-
-	m->real_nets = p_new(pool, struct dovegate_net, count);
-	for (i = 0; i < count; i++) {
-		if (net_parse_range(nets[i], &m->real_nets[i].ip,
-				    &m->real_nets[i].bits) < 0) {
-			i_fatal("passdb dovegate: allow_real_nets=%s: '%s' is "
-				"not an IP address or network (comma-separated "
-				"list, e.g. 192.0.2.10,2001:db8::/64)",
-				value, nets[i]);
-		}
-	}
-	m->real_nets_count = count;
-	m->real_nets_str = p_strdup(pool, value);
-}
-
-static void dovegate_parse_args(struct dovegate_passdb_module *m, pool_t pool,
-				const char *args)
-{
-	const char *const *arg, *key, *value, *p;
-
-	m->skew = DOVEGATE_DEFAULT_SKEW;
-	m->max_lifetime = DOVEGATE_DEFAULT_MAX_LIFETIME;
-	m->replay_cache_size = DOVEGATE_DEFAULT_REPLAY_CACHE_SIZE;
-
-	for (arg = t_strsplit_spaces(args, " \t"); *arg != NULL; arg++) {
-		p = strchr(*arg, '=');
-		if (p == NULL || p == *arg || p[1] == '\0') {
-			i_fatal("passdb dovegate: argument '%s' is not key=value "
-				"(args = keys=FILE audience=ID [skew=SECS] "
-				"[max_lifetime=SECS] [replay_cache_size=N] "
-				"[allow_real_nets=NET,...])",
-				*arg);
-		}
-		key = t_strdup_until(*arg, p);
-		value = p + 1;
-		if (strcmp(key, "keys") == 0) {
-			if (value[0] != '/') {
-				i_fatal("passdb dovegate: keys=%s: "
-					"must be an absolute path", value);
-			}
-			m->keys_path = p_strdup(pool, value);
-		} else if (strcmp(key, "audience") == 0) {
-			if (strlen(value) >= sizeof(((struct ticket_claims *)0)->aud)) {
-				i_fatal("passdb dovegate: audience=%s: "
-					"longer than %zu characters", value,
-					sizeof(((struct ticket_claims *)0)->aud) - 1);
-			}
-			m->audience = p_strdup(pool, value);
-		} else if (strcmp(key, "skew") == 0) {
-			m->skew = dovegate_arg_uint(key, value, 0,
-						    DOVEGATE_MAX_SKEW);
-		} else if (strcmp(key, "max_lifetime") == 0) {
-			m->max_lifetime = dovegate_arg_uint(
-				key, value, 1, DOVEGATE_MAX_MAX_LIFETIME);
-		} else if (strcmp(key, "replay_cache_size") == 0) {
-			m->replay_cache_size = dovegate_arg_uint(
-				key, value, 1, DOVEGATE_MAX_REPLAY_CACHE_SIZE);
-		} else if (strcmp(key, "allow_real_nets") == 0) {
-			dovegate_parse_nets(m, pool, value);
-		} else {
-			i_fatal("passdb dovegate: unknown argument '%s' "
-				"(known: keys= audience= skew= max_lifetime= "
-				"replay_cache_size= allow_real_nets=)", key);
-		}
-	}
-	if (m->keys_path == NULL) {
-		i_fatal("passdb dovegate: missing keys=FILE in args "
-			"(the key ring with dovegate-auth's public keys, e.g. "
-			"keys=/etc/dovecot/dovegate.keys)");
-	}
-	if (m->audience == NULL) {
-		i_fatal("passdb dovegate: missing audience=ID in args "
-			"(this backend's name, as dovegate-auth's tickets "
-			"address it)");
-	}
-}
-
 /* ---- key ring ----------------------------------------------------------- */
 
 static bool dovegate_same_file(const struct stat *a, const struct stat *b)
@@ -240,10 +126,10 @@ static void dovegate_ring_refresh(struct dovegate_passdb_module *m)
 		return;
 	m->ring_checked = ioloop_time;
 
-	if (stat(m->keys_path, &st) < 0) {
+	if (stat(m->set.keys_path, &st) < 0) {
 		if (!m->ring_stat_failed) {
 			i_error("passdb dovegate: stat(%s) failed: %m "
-				"(keeping the loaded keys)", m->keys_path);
+				"(keeping the loaded keys)", m->set.keys_path);
 			m->ring_stat_failed = TRUE;
 		}
 		return;
@@ -253,7 +139,7 @@ static void dovegate_ring_refresh(struct dovegate_passdb_module *m)
 		return;
 	m->ring_st = st;
 
-	ring = keyring_load(m->keys_path, err, sizeof(err));
+	ring = keyring_load(m->set.keys_path, err, sizeof(err));
 	if (ring == NULL) {
 		i_error("passdb dovegate: key ring not reloaded: %s "
 			"(keeping the previous keys)", err);
@@ -262,7 +148,7 @@ static void dovegate_ring_refresh(struct dovegate_passdb_module *m)
 	keyring_free(m->ring);
 	m->ring = ring;
 	i_info("passdb dovegate: key ring %s reloaded (%zu keys)",
-	       m->keys_path, keyring_count(ring));
+	       m->set.keys_path, keyring_count(ring));
 }
 
 /* ---- verification ------------------------------------------------------- */
@@ -307,13 +193,13 @@ dovegate_peer_allowed(const struct dovegate_passdb_module *m,
 {
 	unsigned int i;
 
-	if (m->real_nets_count == 0)
+	if (m->set.real_nets_count == 0)
 		return TRUE;
 	if (peer->family == 0)
 		return FALSE;
-	for (i = 0; i < m->real_nets_count; i++) {
-		if (net_is_in_network(peer, &m->real_nets[i].ip,
-				      m->real_nets[i].bits))
+	for (i = 0; i < m->set.real_nets_count; i++) {
+		if (net_is_in_network(peer, &m->set.real_nets[i].ip,
+				      m->set.real_nets[i].bits))
 			return TRUE;
 	}
 	return FALSE;
@@ -336,7 +222,8 @@ dovegate_verify_ticket(struct auth_request *request,
 	struct ticket_claims claims;
 	struct ticket_expect expect;
 	enum ticket_refusal r;
-	const char *error, *user, *original;
+	char error[256];
+	const char *user, *original;
 	size_t len = strlen(password), msg_len;
 	time_t now = ioloop_time;
 
@@ -361,7 +248,8 @@ dovegate_verify_ticket(struct auth_request *request,
 		return dovegate_refuse(request, ticket_refusal_name(r), kid,
 				       NULL, NULL);
 	}
-	if (claims_json_parse(msg, msg_len, &claims, &error) < 0)
+	if (!ticket_claims_from_json((const char *)msg, msg_len, &claims,
+				     error, sizeof(error)))
 		return dovegate_refuse(request, "malformed", kid, NULL, error);
 
 	/* The user: nginx sends the ticket's sub as the login name
@@ -372,12 +260,12 @@ dovegate_verify_ticket(struct auth_request *request,
 	user = request->fields.user;
 	original = request->fields.original_username;
 	i_zero(&expect);
-	expect.aud = m->audience;
+	expect.aud = m->set.audience;
 	expect.sub = original != NULL ? original : user;
-	expect.svc = dovegate_ticket_service(request->fields.service);
+	expect.svc = dovegate_ticket_service(DG_REQUEST_PROTOCOL(request));
 	expect.now = now;
-	expect.skew = m->skew;
-	expect.max_lifetime = m->max_lifetime;
+	expect.skew = m->set.skew;
+	expect.max_lifetime = m->set.max_lifetime;
 	r = ticket_claims_check(&claims, &expect);
 	if (r == TICKET_WRONG_USER && user != NULL &&
 	    strcmp(expect.sub, user) != 0) {
@@ -394,7 +282,7 @@ dovegate_verify_ticket(struct auth_request *request,
 	   nginx uses a ticket within milliseconds of its issue, so a ticket
 	   issued before the start (with skew: the signer's clock may be
 	   behind) may well have been used already: refuse it. */
-	if (claims.iat + m->skew < dovegate_started) {
+	if (claims.iat + m->set.skew < dovegate_started) {
 		return dovegate_refuse(request, "issued_before_start", kid,
 			&claims, "issued before this auth process started; "
 			"single use cannot be checked");
@@ -402,7 +290,7 @@ dovegate_verify_ticket(struct auth_request *request,
 
 	/* Single use: remembered until it would be refused as expired. */
 	switch (replay_cache_check_add(dovegate_replay_cache, claims.jti, now,
-				       (time_t)claims.exp + m->skew)) {
+				       (time_t)claims.exp + m->set.skew)) {
 	case REPLAY_CACHE_NEW:
 		break;
 	case REPLAY_CACHE_SEEN:
@@ -469,8 +357,10 @@ dovegate_verify_plain(struct auth_request *request, const char *password,
 
 /* ---- module life -------------------------------------------------------- */
 
-static struct passdb_module *
-dovegate_preinit(pool_t pool, const char *args)
+int dovegate_passdb_create(pool_t pool,
+			   const struct dovegate_passdb_settings *set,
+			   struct passdb_module **module_r,
+			   const char **error_r)
 {
 	struct dovegate_passdb_module *m;
 	char err[512];
@@ -478,25 +368,31 @@ dovegate_preinit(pool_t pool, const char *args)
 	m = p_new(pool, struct dovegate_passdb_module, 1);
 	/* never cached: auth_passdb.cache_key comes from this */
 	m->module.default_cache_key = NULL;
-	dovegate_parse_args(m, pool, args);
+	m->set = *set;
 
 	/* Still root here: the first load may read a root-only file, but
 	   reloads run as the auth user (see the top of this file). */
-	if (stat(m->keys_path, &m->ring_st) < 0)
-		i_fatal("passdb dovegate: keys=%s: stat() failed: %m",
-			m->keys_path);
-	m->ring = keyring_load(m->keys_path, err, sizeof(err));
-	if (m->ring == NULL)
-		i_fatal("passdb dovegate: keys=%s: %s", m->keys_path, err);
+	if (stat(m->set.keys_path, &m->ring_st) < 0) {
+		*error_r = t_strdup_printf("keys=%s: stat() failed: %m",
+					   m->set.keys_path);
+		return -1;
+	}
+	m->ring = keyring_load(m->set.keys_path, err, sizeof(err));
+	if (m->ring == NULL) {
+		*error_r = t_strdup_printf("keys=%s: %s", m->set.keys_path,
+					   err);
+		return -1;
+	}
 	m->ring_checked = ioloop_time;
 
 	if (dovegate_replay_cache == NULL) {
 		dovegate_started = time(NULL);
-		dovegate_replay_cache = replay_cache_init(m->replay_cache_size);
+		dovegate_replay_cache =
+			replay_cache_init(m->set.replay_cache_size);
 	} else if (replay_cache_limit(dovegate_replay_cache) <
-		   m->replay_cache_size) {
+		   m->set.replay_cache_size) {
 		replay_cache_set_limit(dovegate_replay_cache,
-				       m->replay_cache_size);
+				       m->set.replay_cache_size);
 	}
 	dovegate_replay_cache_refs++;
 
@@ -504,12 +400,14 @@ dovegate_preinit(pool_t pool, const char *args)
 		/* (auth-worker processes load every passdb too, unused) */
 		i_info("passdb dovegate: audience=%s keys=%s (%zu keys) "
 		       "skew=%u max_lifetime=%u replay_cache_size=%u "
-		       "allow_real_nets=%s", m->audience, m->keys_path,
-		       keyring_count(m->ring), m->skew, m->max_lifetime,
-		       m->replay_cache_size,
-		       m->real_nets_str == NULL ? "any" : m->real_nets_str);
+		       "allow_real_nets=%s", m->set.audience, m->set.keys_path,
+		       keyring_count(m->ring), m->set.skew,
+		       m->set.max_lifetime, m->set.replay_cache_size,
+		       m->set.real_nets_str == NULL ? "any" :
+		       m->set.real_nets_str);
 	}
-	return &m->module;
+	*module_r = &m->module;
+	return 0;
 }
 
 static const char *dovegate_rule_name(enum auth_db_rule rule)
@@ -578,7 +476,7 @@ static void dovegate_deinit(struct passdb_module *module)
 
 static struct passdb_module_interface passdb_dovegate = {
 	.name = "dovegate",
-	.preinit = dovegate_preinit,
+	/* .preinit: dovegate_passdb_settings_register() */
 	.init = dovegate_init,
 	.deinit = dovegate_deinit,
 	.verify_plain = dovegate_verify_plain,
@@ -586,6 +484,7 @@ static struct passdb_module_interface passdb_dovegate = {
 
 void authdb_dovegate_init(void)
 {
+	dovegate_passdb_settings_register(&passdb_dovegate);
 	passdb_register_module(&passdb_dovegate);
 	i_info("dovegate: passdb driver registered (%s)", DOVECOT_ABI_VERSION);
 }

@@ -50,6 +50,31 @@ class ChainError(Exception):
     pass
 
 
+_dovecot_line = None
+
+
+def dovecot_line():
+    """The installed Dovecot's release line, "2.3" or "2.4": it picks the
+    chain's config templates (tests/chain/dovecot-<line>.conf.in and
+    conf.d/dovecot/dovegate-<line>.conf) and the syntax tests write."""
+    global _dovecot_line
+    if _dovecot_line is None:
+        try:
+            out = subprocess.run(["dovecot", "--version"], capture_output=True, text=True).stdout
+        except OSError as e:
+            raise ChainError(f"dovecot --version: {e} (install dovecot-core)")
+        m = re.match(r"(2\.[34])\.", out)
+        if not m:
+            raise ChainError(f"Dovecot {out.strip()!r} is not supported (2.3 or 2.4)")
+        _dovecot_line = m.group(1)
+    return _dovecot_line
+
+
+def dovecot_conf(v23, v24):
+    """The Dovecot settings text for the installed release line."""
+    return v24 if dovecot_line() == "2.4" else v23
+
+
 def free_ports(count):
     """Distinct free loopback TCP ports (bound together, so no duplicates)."""
     socks = []
@@ -138,6 +163,10 @@ def sanitizer_dovecot_settings(build_dir):
     m = re.search(r"libasan\.so\S* => (\S+)", out)
     if not m:
         return ""
+    if dovecot_line() != "2.3":
+        # the sanitizer variant runs in the Debian 12 leg (scripts/run-tests)
+        raise ChainError("sanitizer-built modules: the chain preloads libasan "
+                         "with Dovecot 2.3 settings only")
     env = [f"LD_PRELOAD={m.group(1)}",
            "ASAN_OPTIONS=" + ":".join(filter(None, [os.environ.get("ASAN_OPTIONS"), "detect_leaks=0"]))]
     if os.environ.get("UBSAN_OPTIONS"):
@@ -336,7 +365,7 @@ service auth {{
     mode = 0666
   }}
   inet_listener auth-client {{
-    address = 127.0.0.1
+    {dovecot_conf("address", "listen")} = 127.0.0.1
     port = {v['DOVECOT_AUTH_CLIENT_PORT']}
   }}
 }}
@@ -414,8 +443,10 @@ service auth {{
         render(os.path.join(CHAIN_DIR, "nginx.conf.in"), v, self.path("etc", "nginx.conf"))
         for b in self.backends:
             etc = os.path.dirname(b["DOVECOT_CONF"])
-            render(os.path.join(CONF_DIR, "dovecot", "dovegate.conf"), b, os.path.join(etc, "dovecot-dovegate.conf"))
-            render(os.path.join(CHAIN_DIR, "dovecot.conf.in"), b, b["DOVECOT_CONF"])
+            line = dovecot_line()
+            render(os.path.join(CONF_DIR, "dovecot", f"dovegate-{line}.conf"), b,
+                   os.path.join(etc, "dovecot-dovegate.conf"))
+            render(os.path.join(CHAIN_DIR, f"dovecot-{line}.conf.in"), b, b["DOVECOT_CONF"])
             open(b["LOG_DOVECOT"], "a").close()
         render(os.path.join(CHAIN_DIR, "dovegate-auth.conf.in"), v, self.path("etc", "dovegate-auth.conf"))
 

@@ -9,6 +9,10 @@ import re
 import subprocess
 import time
 
+# Dovecot's successful login line: "Login: user=<..>" in 2.3, "Logged in:
+# user=<..>" in 2.4 (the elements after it are login_log_format_elements).
+LOGGED_IN = r"(?:Login|Logged in):"
+
 
 class LogWatch:
     """Reads a log from a remembered offset, so a test sees only its own lines."""
@@ -62,7 +66,7 @@ def decision(logs, **fields):
 
 
 def login_line(logs, service, username):
-    return logs["dovecot"].wait_for(rf"{service}-login: Info: Login: user=<{re.escape(username)}>.*")
+    return logs["dovecot"].wait_for(rf"{service}-login: Info: {LOGGED_IN} user=<{re.escape(username)}>.*")
 
 
 def auth_http(chain, headers):

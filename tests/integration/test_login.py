@@ -14,7 +14,7 @@ import time
 import uuid
 
 import pytest
-from helpers import LogWatch, auth_http, decision, imap, login_line, nginx_headers, user  # noqa: F401
+from helpers import LOGGED_IN, LogWatch, auth_http, decision, imap, login_line, nginx_headers, user  # noqa: F401
 
 
 def test_endpoints_env_names_the_running_chain(chain):
@@ -133,7 +133,7 @@ def test_wrong_password_is_refused_and_logged(chain, logs, proto):
             assert exc.value.smtp_code == 535
     decision(logs, proto=proto, user=name, result="fail", reason="bad_password")
     # nginx never reached Dovecot for this user
-    assert not re.search(rf"Login: user=<{name}>", logs["dovecot"].text())
+    assert not re.search(rf"{LOGGED_IN} user=<{name}>", logs["dovecot"].text())
 
 
 def test_unknown_user_gets_the_same_answer(chain, logs):

@@ -21,7 +21,7 @@ import types
 import pytest
 from chain import free_ports, wait_for_port, write_secret
 from conftest import BUILD_DIR, start_chain, stop_chain
-from helpers import LogWatch, auth_http, decision, watch_logs
+from helpers import LOGGED_IN, LogWatch, auth_http, decision, watch_logs
 
 PASSWORD = "route-pass-1"
 USERS = [(f"u{i:02d}", PASSWORD, "PLAIN") for i in range(12)]
@@ -60,7 +60,7 @@ def imap_login(chain, name, password=PASSWORD):
     session = m.group(1)
     backend = re.search(r"\bbackend=(\S+)", m.group(0)).group(1)
     instance = {backend_of(chain, 1): 1, backend_of(chain, 2): 2}[backend]
-    login = rf"imap-login: Info: Login: user=<{name}>.*session=<{re.escape(session)}>"
+    login = rf"imap-login: Info: {LOGGED_IN} user=<{name}>.*session=<{re.escape(session)}>"
     dlogs[instance].wait_for(login)
     assert not re.search(login, dlogs[3 - instance].text())
     return instance, session

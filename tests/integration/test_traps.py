@@ -20,7 +20,7 @@ import time
 import pytest
 from chain import DEMO_USERS
 from conftest import LogWatch, start_chain, stop_chain
-from helpers import nginx_headers
+from helpers import LOGGED_IN, nginx_headers
 
 # '+', ' ', '%' (followed by hex digits: never decoded twice), both quotes
 # and a UTF-8 letter: nginx escapes only the space and the '%'.
@@ -132,13 +132,13 @@ def test_smtp_master_and_imap_ticket_through_nginx(traps, log):
     decision(log, proto="smtp", user=name, result="ok", mode="master")
     dovecot.wait_for(rf"submission-login: .*Master user logging in as {name}\b"
                      rf"|Master user logging in as {name}\b")
-    dovecot.wait_for(rf"submission-login: Info: Login: user=<{name}>")
+    dovecot.wait_for(rf"submission-login: Info: {LOGGED_IN} user=<{name}>")
 
     c = imaplib.IMAP4("127.0.0.1", int(traps.env["NGINX_IMAP_PORT"]), timeout=15)
     assert c.login(name, pw)[0] == "OK"
     c.logout()
     decision(log, proto="imap", user=name, result="ok", mode="ticket")
-    dovecot.wait_for(rf"imap-login: Info: Login: user=<{name}>")
+    dovecot.wait_for(rf"imap-login: Info: {LOGGED_IN} user=<{name}>")
 
 
 def test_auth_http_answers_per_protocol_credentials(traps, log):

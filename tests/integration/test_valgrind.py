@@ -38,7 +38,7 @@ import pytest
 
 from chain import DEMO_USERS, Chain
 from conftest import BUILD_DIR, LIVE_CHAINS, LogWatch, stop_chain
-from helpers import auth_http, nginx_headers, user
+from helpers import LOGGED_IN, auth_http, nginx_headers, user
 from test_tickets import good_claims, mint, proxy_login
 
 VALGRIND = "/usr/bin/valgrind"
@@ -124,7 +124,7 @@ def ticket_login_through_nginx(chain, dlog):
     line = dlog.wait_for(rf"imap-login: Info: dovegate: login user=<{name}> session=<{re.escape(session)}>.*",
                          SLOW).group(0)
     assert "session_from=ticket" in line, line
-    dlog.wait_for(rf"imap-login: Info: Login: user=<{name}>.*session=<{re.escape(session)}>", SLOW)
+    dlog.wait_for(rf"imap-login: Info: {LOGGED_IN} user=<{name}>.*session=<{re.escape(session)}>", SLOW)
 
 
 def wrong_password_through_nginx(chain, alog):

@@ -500,6 +500,15 @@ static void test_claims_required(void **state)
 	c.iat = 0; expect_refusal(&c, &e, TICKET_MALFORMED); sample_claims(&c);
 	c.exp = 0; expect_refusal(&c, &e, TICKET_MALFORMED); sample_claims(&c);
 	c.exp = c.iat - 1; expect_refusal(&c, &e, TICKET_MALFORMED); sample_claims(&c);
+	/* jti: 1..64 of [A-Za-z0-9_-] (the Dovecot session id); rip: an IP */
+	strcpy(c.jti, "has space"); expect_refusal(&c, &e, TICKET_MALFORMED); sample_claims(&c);
+	strcpy(c.jti, "dot.ted"); expect_refusal(&c, &e, TICKET_MALFORMED); sample_claims(&c);
+	memset(c.jti, 'J', 64); c.jti[64] = '\0'; expect_refusal(&c, &e, TICKET_ACCEPTED);
+	sample_claims(&c);
+	strcpy(c.rip, "not-an-ip"); expect_refusal(&c, &e, TICKET_MALFORMED); sample_claims(&c);
+	strcpy(c.rip, "192.0.2.300"); expect_refusal(&c, &e, TICKET_MALFORMED); sample_claims(&c);
+	strcpy(c.rip, "2001:db8::7"); expect_refusal(&c, &e, TICKET_ACCEPTED); sample_claims(&c);
+	c.rip[0] = '\0'; expect_refusal(&c, &e, TICKET_ACCEPTED); sample_claims(&c);
 	/* optional facts */
 	c.rip[0] = '\0'; c.rport = 0; c.tls = false; c.tls_protocol[0] = '\0';
 	expect_refusal(&c, &e, TICKET_ACCEPTED);
