@@ -15,7 +15,7 @@ import time
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(TOP, "bench")
 sys.path.insert(0, os.path.join(TOP, "tests", "chain"))
-from chain import free_ports  # noqa: E402  (one port picker for chain and bench)
+from chain import dovecot_conf, free_ports  # noqa: E402,F401  (shared with the chain)
 TICK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -107,22 +107,24 @@ class Procs:
 
 
 def dovecot_tuning(mail_procs):
-    """Dovecot tuned so that process start-up is not what is measured."""
+    """Dovecot tuned so that process start-up is not what is measured
+    (2.3: service_count = 0; 2.4: restart_request_count = unlimited)."""
+    reuse = dovecot_conf("service_count = 0", "restart_request_count = unlimited")
     return f"""
 service imap-login {{
-  service_count = 0
+  {reuse}
   process_min_avail = 2
 }}
 service pop3-login {{
-  service_count = 0
+  {reuse}
   process_min_avail = 2
 }}
 service imap {{
-  service_count = 0
+  {reuse}
   process_min_avail = {mail_procs}
 }}
 service pop3 {{
-  service_count = 0
+  {reuse}
   process_min_avail = {mail_procs}
 }}
 service auth {{

@@ -430,12 +430,19 @@ service auth {{
             openssl("x509", "-req", "-in", f"{d}/{name}.csr", "-CA", v["TLS_CA"], "-CAkey", f"{d}/ca.key",
                     "-CAcreateserial", "-days", "30", "-extfile", f"{d}/{name}.ext", "-out", f"{d}/{name}.crt")
 
+        # Extensions strict verifiers require (Python 3.13's default
+        # VERIFY_X509_STRICT: a CA's key usage, a leaf's key identifiers).
         key(f"{d}/ca.key")
         openssl("req", "-x509", "-new", "-key", f"{d}/ca.key", "-subj", "/O=dovegate chain/CN=chain test CA",
+                "-addext", "basicConstraints=critical,CA:TRUE",
+                "-addext", "keyUsage=critical,keyCertSign,cRLSign",
                 "-days", "30", "-out", v["TLS_CA"])
-        signed("server", "/CN=localhost", "subjectAltName=DNS:localhost,IP:127.0.0.1\n"
+        leaf = ("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+                "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid,issuer\n")
+        signed("server", "/CN=localhost", leaf + "subjectAltName=DNS:localhost,IP:127.0.0.1\n"
                "extendedKeyUsage=serverAuth\n")
-        signed("client", f"/O=dovegate chain/CN={v['TLS_CLIENT_USER']}", "extendedKeyUsage=clientAuth\n")
+        signed("client", f"/O=dovegate chain/CN={v['TLS_CLIENT_USER']}",
+               leaf + "extendedKeyUsage=clientAuth\n")
 
     def _render_configs(self):
         v = self.values

@@ -12,6 +12,17 @@ import time
 # Dovecot's successful login line: "Login: user=<..>" in 2.3, "Logged in:
 # user=<..>" in 2.4 (the elements after it are login_log_format_elements).
 LOGGED_IN = r"(?:Login|Logged in):"
+# A login process's disconnect before login: "Disconnected: <why>" in 2.3,
+# "Login aborted: <why>" in 2.4.
+LOGIN_GONE = r"(?:Disconnected|Login aborted):"
+
+
+def auth_line(db, user, ip=r"[^,)]*", session=r"[^>]*"):
+    """Regex for an auth process line of passdb `db` (e.g. "passwd-file")
+    about `user` (regexes): 2.3 prefixes "passwd-file(user,ip,<session>): ",
+    2.4 "auth(user,ip,sasl:plain)<session>: Info: passwd-file: "."""
+    return (rf"(?:{db}\({user},{ip},<{session}>\): "
+            rf"|auth\({user},{ip}(?:,[^)]*)?\)<{session}>: \w+: {db}: )")
 
 
 class LogWatch:

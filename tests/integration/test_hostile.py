@@ -22,7 +22,7 @@ import time
 import pytest
 from chain import DEMO_USERS
 from conftest import LogWatch, start_chain, stop_chain
-from helpers import nginx_headers, user
+from helpers import LOGIN_GONE, nginx_headers, user
 from test_tickets import ProxiedIMAP4, dovegate, good_claims, mint, proxy_login
 from test_traps import ask, parse_head, raw, request_bytes
 
@@ -450,5 +450,5 @@ def test_huge_ticket_is_refused(hostile, dlog):
 
     answer = proxy_login_literals(hostile, name.encode(), huge(60000).encode())
     assert not answer.startswith(b"A1 OK"), answer
-    dlog.wait_for(r"imap-login: Info: Disconnected: (Literal size too large|Input buffer full)")
+    dlog.wait_for(rf"imap-login: Info: {LOGIN_GONE} (Literal size too large|Input buffer full)")
     dovecot_still_serving(hostile)

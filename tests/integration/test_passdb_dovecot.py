@@ -17,9 +17,9 @@ import time
 import imaplib
 import pytest
 
-from chain import CHAIN_DIR, wait_for_greeting
+from chain import CHAIN_DIR, dovecot_conf, wait_for_greeting
 from conftest import BUILD_DIR, start_chain, stop_chain
-from helpers import decision, user, watch_logs
+from helpers import auth_line, decision, user, watch_logs
 
 SQL_USER, SQL_PASSWORD = "dave", "dave-sql-pass-4"
 
@@ -39,7 +39,7 @@ def sqlite_passdb(dirpath):
         os.chmod(p, 0o755 if os.path.isdir(p) else 0o644)
     mail = subprocess.run(["id", "-u", "mail"], capture_output=True, text=True).stdout.strip()
     # after the chain's passwd-file passdb/userdb: users there still win
-    return f"""
+    return dovecot_conf(f"""
 passdb {{
   driver = sql
   args = {conf}
@@ -48,7 +48,20 @@ userdb {{
   driver = static
   args = uid={mail} gid={mail} home=@STATE_DIR@/mail/%n
 }}
-"""
+""", f"""
+sql_driver = sqlite
+sqlite_path = {db}
+passdb sql {{
+  query = SELECT username AS user, password FROM users WHERE username = '%{{user}}'
+}}
+userdb static {{
+  fields {{
+    uid = {mail}
+    gid = {mail}
+    home = @STATE_DIR@/mail/%{{user | username}}
+  }}
+}}
+""")
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +123,8 @@ def test_wrong_password_fails_and_dovecot_sees_client_and_session(unix_chain):
     m = decision(logs, user=name, result="fail", reason="bad_credentials")
     session = m.group(1)
     # Dovecot's auth log names the real client address and our session id
-    logs["dovecot"].wait_for(rf"passwd-file\({name},127\.0\.0\.1,<{session}>\): Password mismatch")
+    logs["dovecot"].wait_for(auth_line("passwd-file", name, r"127\.0\.0\.1", session)
+                             + "Password mismatch")
     # the password never reaches dovegate-auth's log
     assert "not-bobs-password" not in logs["auth"].text()
 

@@ -38,7 +38,7 @@ import pytest
 
 from chain import DEMO_USERS, Chain
 from conftest import BUILD_DIR, LIVE_CHAINS, LogWatch, stop_chain
-from helpers import LOGGED_IN, auth_http, nginx_headers, user
+from helpers import LOGGED_IN, auth_http, auth_line, nginx_headers, user
 from test_tickets import good_claims, mint, proxy_login
 
 VALGRIND = "/usr/bin/valgrind"
@@ -142,7 +142,7 @@ def plain_password_on_haproxy_port(chain, dlog):
     name, _ = user(chain, "carol")
     with pytest.raises(imaplib.IMAP4.error):
         proxy_login(chain, name, "not-carols-password")
-    dlog.wait_for(rf"passwd-file\({name},.*\): Password mismatch", SLOW)
+    dlog.wait_for(auth_line("passwd-file", name) + "Password mismatch", SLOW)
 
 
 def replayed_ticket(chain, dlog):
