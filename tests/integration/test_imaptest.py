@@ -21,7 +21,10 @@ The login-rate comparison with direct Dovecot is a benchmark:
 bench/run-imaptest-logins.
 """
 import collections
+import os
 import re
+import subprocess
+import sys
 import time
 
 import pytest
@@ -116,7 +119,7 @@ def first(lines, n=15, width=240):
 
 
 @pytest.mark.parametrize("mode", ["ticket", "master"])
-def test_stress_through_nginx(imaptest, mode, request, capsys):
+def test_imaptest_stress_through_nginx(imaptest, mode, request, capsys):
     chain = request.getfixturevalue(f"{mode}_it")
     logs = watch_logs(chain)
     port = int(chain.env["NGINX_IMAP_PORT"])
@@ -192,3 +195,17 @@ def test_stress_through_nginx(imaptest, mode, request, capsys):
     if nginx_bad:
         problems.append("critical lines in nginx's log:\n" + first(nginx_bad))
     assert not problems, "\n".join(problems)
+
+
+def test_bench_imaptest_logins_smoke(imaptest, capsys):
+    """bench/run-imaptest-logins --smoke: the login-rate harness still runs
+    (not a measurement: each contender once for a second)."""
+    env = dict(os.environ, BUILD_DIR=its.BUILD_DIR, IMAPTEST_BIN=imaptest["bin"],
+               IMAPTEST_TESTS=imaptest["tests"])
+    t0 = time.monotonic()
+    out = subprocess.run([sys.executable, os.path.join(its.SRC_DIR, "bench", "run-imaptest-logins"),
+                          "--smoke", "--build-dir", its.BUILD_DIR], capture_output=True, text=True,
+                         env=env, timeout=180)
+    report = f"exit {out.returncode} after {time.monotonic() - t0:.1f}s\n{out.stdout}\n{out.stderr[-6000:]}"
+    assert out.returncode == 0, report
+    assert "smoke: imaptest login-rate harness ran" in out.stdout, report
