@@ -107,6 +107,9 @@ Port {chain.env['NGINX_IMAP_PORT']}
 User {user}
 Pass {PASSWORDS[user]}
 SSLType None
+# plain IMAP LOGIN on loopback (mbsync 1.5, Debian 13, otherwise insists on
+# SASL PLAIN, which nginx offers only as imap_auth plain over TLS)
+AuthMechs LOGIN
 
 IMAPStore remote
 Account chain
