@@ -1,11 +1,12 @@
 /* dovegate passdb module for Dovecot's auth process: libauthdb_dovegate.so,
-   used with
+   used with (Dovecot 2.4; 2.3: passdb { driver = dovegate  args = ... },
+   see passdb_settings.h)
 
-     passdb {
-       driver = dovegate
-       args = keys=/etc/dovecot/dovegate.keys audience=dovecot-1 \
-              [allow_real_nets=NET,...] [skew=30] [max_lifetime=300] \
-              [replay_cache_size=100000]
+     passdb dovegate {
+       keys = /etc/dovecot/dovegate.keys
+       audience = dovecot-1
+       [allow_real_nets = NET ...] [skew = 30s] [max_lifetime = 5min]
+       [replay_cache_size = 100000]
      }
 
    listed before the operator's normal passdb. It verifies the login tickets
@@ -24,7 +25,7 @@
 
    A ticket: real peer in allow_real_nets (before anything else, so a
    ticket shown from elsewhere is not used up), key ring lookup by kid,
-   signature, claims (Dovecot's json parser), time/audience/user/service
+   signature, claims (ticket_json.c), time/audience/user/service
    rules (ticket_claims_check), issued after this process started (the
    replay memory is per process), single use (replay_cache.c). Any refusal
    is PASSDB_RESULT_PASSWORD_MISMATCH plus one log line with the reason; it
