@@ -6,11 +6,11 @@
    - Connections from a trusted proxy (a "haproxy = yes" listener, peer in
      haproxy_trusted_networks: login_trust.c) are marked secured, so nginx's
      plaintext LOGIN / USER+PASS / AUTH PLAIN is accepted while
-     disable_plaintext_auth = yes (2.4: auth_allow_cleartext = no) stays in force for everybody else, and
-     they get no unsolicited status lines before the login completes
-     (imap-login's "* OK Waiting for authentication process to respond.."
-     after 30 s of auth breaks nginx 1.22's IMAP proxy: "upstream sent
-     invalid response").
+     disable_plaintext_auth = yes (2.4: auth_allow_cleartext = no) stays
+     in force for everybody else, and they get no unsolicited status
+     lines before the login completes (imap-login's "* OK Waiting for
+     authentication process to respond.." after 30 s of auth breaks the
+     IMAP proxy of nginx 1.22 and 1.26: "upstream sent invalid response").
    - In sasl_check_login (after the passdb said OK, before the anvil check,
      the "Login:" line and the post-login process), applies a login
      ticket's facts, which the dovegate passdb hands over as passdb fields:
@@ -408,9 +408,9 @@ static void dovegate_client_allocated(struct client *client)
 	dclient->trusted_proxy = dovegate_login_from_trusted_proxy(client);
 	if (dclient->trusted_proxy) {
 		/* Let the proxy log in with a plaintext mechanism although
-		   disable_plaintext_auth = yes (2.4: auth_allow_cleartext = no). Safe because only hosts in
-		   haproxy_trusted_networks get here (login_trust.c): the
-		   password crosses only the proxy-to-Dovecot network the
+		   disable_plaintext_auth = yes (2.4: auth_allow_cleartext
+		   = no). Safe because only hosts in haproxy_trusted_networks
+		   get here (login_trust.c): the password crosses only the proxy-to-Dovecot network the
 		   postmaster chose to trust with the PROXY header; the
 		   client's own leg is the proxy's business (nginx: ssl /
 		   starttls only). Direct clients keep Dovecot's rules.
