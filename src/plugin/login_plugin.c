@@ -410,8 +410,9 @@ static void dovegate_client_allocated(struct client *client)
 		/* Let the proxy log in with a plaintext mechanism although
 		   disable_plaintext_auth = yes (2.4: auth_allow_cleartext
 		   = no). Safe because only hosts in haproxy_trusted_networks
-		   get here (login_trust.c): the password crosses only the proxy-to-Dovecot network the
-		   postmaster chose to trust with the PROXY header; the
+		   get here (login_trust.c): the password crosses only the
+		   proxy-to-Dovecot network the postmaster chose to trust
+		   with the PROXY header; the
 		   client's own leg is the proxy's business (nginx: ssl /
 		   starttls only). Direct clients keep Dovecot's rules.
 		   Nothing else follows from "secured" that a trusted
