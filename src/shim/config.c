@@ -92,6 +92,9 @@ static const struct key_def keys[CK_COUNT] = {
 	{ "health", "rise", set_uint, FIELD(health_rise), 1, 100 },
 	{ "health", "fall", set_uint, FIELD(health_fall), 1, 100 },
 	{ "health", "proxy_protocol", set_yes_no, FIELD(health_proxy_protocol), 0, 0 },
+	{ "health", "greeting_timeout", set_duration, FIELD(health_greeting_timeout_ms), 100,
+	  300000 },
+	{ "health", "panic", set_yes_no, FIELD(health_panic), 0, 0 },
 	{ "route", "key", set_string, FIELD(route_key), 0, 0 },
 	{ "metrics", "listen", set_metrics_listen, FIELD(metrics_listen), 0, 0 },
 };
@@ -1102,6 +1105,8 @@ static int set_defaults(struct dg_config *cfg, const char *path)
 	cfg->health_rise = 2;
 	cfg->health_fall = 2;
 	cfg->health_proxy_protocol = true;
+	cfg->health_greeting_timeout_ms = 30000;
+	cfg->health_panic = true;
 	penalty_config_defaults(&cfg->penalty);
 	cfg->path = strdup(path);
 	cfg->dir = absolute_dir(path);

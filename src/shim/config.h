@@ -43,7 +43,8 @@ enum config_key {
 	CK_PENALTY_MAX_DELAY, CK_PENALTY_ATTEMPTS, CK_PENALTY_FORGET_AFTER,
 	CK_PENALTY_EXEMPT_AFTER_SUCCESS, CK_PENALTY_MAX_ENTRIES, CK_PENALTY_TRUSTED,
 	CK_HEALTH_ENABLED, CK_HEALTH_INTERVAL, CK_HEALTH_TIMEOUT, CK_HEALTH_RISE,
-	CK_HEALTH_FALL, CK_HEALTH_PROXY_PROTOCOL, CK_ROUTE_KEY,
+	CK_HEALTH_FALL, CK_HEALTH_PROXY_PROTOCOL, CK_HEALTH_GREETING_TIMEOUT, CK_HEALTH_PANIC,
+	CK_ROUTE_KEY,
 	CK_METRICS_LISTEN,
 	CK_COUNT
 };
@@ -115,6 +116,10 @@ struct dg_config {
 	unsigned health_interval_ms, health_timeout_ms;
 	unsigned health_rise, health_fall;
 	bool health_proxy_protocol;     /* probe with "PROXY UNKNOWN" first */
+	/* a connected backend's greeting may be this late (>= timeout) */
+	unsigned health_greeting_timeout_ms;
+	/* a pool whose backends are all down routes to them anyway */
+	bool health_panic;
 	/* [route] key: the hashing key's text, the same on every host (route.h) */
 	char *route_key;
 	/* [credentials] */

@@ -81,6 +81,8 @@ struct target_rt {
 	struct event *tick;             /* persistent: one probe per interval */
 	struct event *deadline;         /* the running probe's timeout */
 	struct bufferevent *bev;        /* the running probe; NULL between probes */
+	bool connected;                 /* the running probe's connection is up */
+	bool waited;                    /* its deadline moved to greeting_timeout_ms */
 	char buf[64];
 	size_t len;
 	unsigned long probes;
@@ -135,8 +137,10 @@ static void probe_event(struct bufferevent *bev, short what, void *arg)
 	struct target_rt *tr = arg;
 	char reason[96];
 
-	if (what & BEV_EVENT_CONNECTED)
+	if (what & BEV_EVENT_CONNECTED) {
+		tr->connected = true;
 		return;
+	}
 	if (what & BEV_EVENT_ERROR) {
 		snprintf(reason, sizeof(reason), "connect: %s",
 			 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
@@ -146,9 +150,26 @@ static void probe_event(struct bufferevent *bev, short what, void *arg)
 	}
 }
 
+/* Connected but no greeting yet at timeout_ms: slow is not down, so wait
+   for the greeting until greeting_timeout_ms (once). */
+static bool probe_wait_longer(struct target_rt *tr)
+{
+	struct timeval tv;
+
+	if (!tr->connected || tr->waited || tr->t.greeting_timeout_ms <= tr->t.timeout_ms)
+		return false;
+	tr->waited = true;
+	tv = ms_tv(tr->t.greeting_timeout_ms - tr->t.timeout_ms);
+	return event_add(tr->deadline, &tv) == 0;
+}
+
 static void probe_timeout(evutil_socket_t fd, short what, void *arg)
 {
-	probe_end(arg, false, "timeout");
+	struct target_rt *tr = arg;
+
+	if (probe_wait_longer(tr))
+		return;
+	probe_end(tr, false, "timeout");
 }
 
 static void probe_start(evutil_socket_t fd, short what, void *arg)
@@ -160,6 +181,7 @@ static void probe_start(evutil_socket_t fd, short what, void *arg)
 	if (tr->bev != NULL)
 		return;                 /* timeout > interval: the running probe decides */
 	tr->len = 0;
+	tr->connected = tr->waited = false;
 	/* deferred callbacks: an immediate connect failure is reported from
 	   the loop, never from inside bufferevent_socket_connect() */
 	tr->bev = bufferevent_socket_new(tr->hc->base, -1,

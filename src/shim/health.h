@@ -63,6 +63,12 @@ struct health_target {
 	char name[128];                 /* for logs: "imap 10.0.0.1:143" */
 	unsigned interval_ms;           /* between probe starts; >= 1 */
 	unsigned timeout_ms;            /* whole probe: connect + greeting */
+	/* When the connection is established but the greeting is later than
+	   timeout_ms, wait for it until greeting_timeout_ms after the probe's
+	   start: a backend that accepts and greets slowly (a busy machine)
+	   still logs nginx's clients in, so it is not down. 0 (or less than
+	   timeout_ms): timeout_ms bounds the greeting too. */
+	unsigned greeting_timeout_ms;
 	struct health_params params;
 	enum health_start start;
 	/* Send "PROXY UNKNOWN\r\n" first: Dovecot's haproxy=yes listeners (the

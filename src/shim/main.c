@@ -260,6 +260,15 @@ static void collect_metrics(void *ctx, struct metrics_gauges *g)
 		routing_backend_get(app->routing, i, &b);
 		metrics_gauges_add_backend(g, b.proto, b.name, b.backend, b.up);
 	}
+	for (int p = 0; p < DG_PROTO_COUNT; p++) {
+		bool panic;
+		unsigned long routed;
+
+		if (!routing_serves(app->routing, (enum dg_proto)p))
+			continue;
+		routing_panic_get(app->routing, (enum dg_proto)p, &panic, &routed);
+		metrics_gauges_add_pool(g, dg_proto_name((enum dg_proto)p), panic, routed);
+	}
 }
 
 /* Bind, drop privileges, start the hash threads. */

@@ -146,6 +146,19 @@ void metrics_gauges_add_backend(struct metrics_gauges *g, const char *proto,
 	b->up = up;
 }
 
+void metrics_gauges_add_pool(struct metrics_gauges *g, const char *proto, bool panic,
+			     unsigned long panic_routes)
+{
+	struct metrics_pool_state *p;
+
+	if (g->pool_count == METRICS_MAX_POOLS)
+		return;
+	p = &g->pools[g->pool_count++];
+	snprintf(p->proto, sizeof(p->proto), "%s", proto != NULL ? proto : "");
+	p->panic = panic;
+	p->panic_routes = panic_routes;
+}
+
 /* ---- rendering -------------------------------------------------------------- */
 
 struct writer {
@@ -310,6 +323,28 @@ static void render_backends(struct writer *w, const struct metrics_gauges *g)
 	}
 }
 
+static void render_pools(struct writer *w, const struct metrics_gauges *g)
+{
+	char proto[2 * sizeof(g->pools[0].proto)];
+
+	if (g->pool_count == 0)
+		return;
+	family(w, "dovegate_auth_pool_panic", "gauge",
+	       "1 while every backend of the pool is down and logins go to them anyway.");
+	for (size_t i = 0; i < g->pool_count; i++) {
+		escape_label(g->pools[i].proto, proto, sizeof(proto));
+		put(w, "dovegate_auth_pool_panic{proto=\"%s\"} %d\n", proto,
+		    g->pools[i].panic ? 1 : 0);
+	}
+	family(w, "dovegate_auth_panic_routes_total", "counter",
+	       "Logins routed to a backend marked down because the whole pool was.");
+	for (size_t i = 0; i < g->pool_count; i++) {
+		escape_label(g->pools[i].proto, proto, sizeof(proto));
+		put(w, "dovegate_auth_panic_routes_total{proto=\"%s\"} %lu\n", proto,
+		    g->pools[i].panic_routes);
+	}
+}
+
 static void render_gauges(struct writer *w, const struct metrics_gauges *g)
 {
 	/* which version answers, e.g. across hosts during a rolling upgrade */
@@ -326,6 +361,7 @@ static void render_gauges(struct writer *w, const struct metrics_gauges *g)
 		      g->penalty_entries);
 	}
 	render_backends(w, g);
+	render_pools(w, g);
 }
 
 int metrics_render(struct evbuffer *out, const struct metrics_gauges *g)

@@ -36,6 +36,14 @@ struct metrics_backend_state {
 	bool up;
 };
 
+#define METRICS_MAX_POOLS 3             /* imap, pop3, smtp */
+
+struct metrics_pool_state {
+	char proto[8];
+	bool panic;                     /* every backend down: routing to them anyway */
+	unsigned long panic_routes;     /* logins routed in panic since start */
+};
+
 /* Values read at scrape time. */
 struct metrics_gauges {
 	size_t in_flight;               /* auth_http requests being answered */
@@ -45,11 +53,17 @@ struct metrics_gauges {
 	size_t penalty_entries;         /* keys held (bounded by max_entries) */
 	struct metrics_backend_state backends[METRICS_MAX_BACKENDS];
 	size_t backend_count;
+	struct metrics_pool_state pools[METRICS_MAX_POOLS];
+	size_t pool_count;
 };
 
 /* Adds one backend's health (beyond METRICS_MAX_BACKENDS: ignored). */
 void metrics_gauges_add_backend(struct metrics_gauges *g, const char *proto,
 				const char *name, const char *backend, bool up);
+
+/* Adds one pool's panic state (beyond METRICS_MAX_POOLS: ignored). */
+void metrics_gauges_add_pool(struct metrics_gauges *g, const char *proto, bool panic,
+			     unsigned long panic_routes);
 
 /* The whole exposition, counters and g. 0, or -1 when out of memory. */
 int metrics_render(struct evbuffer *out, const struct metrics_gauges *g);

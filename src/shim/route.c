@@ -130,8 +130,23 @@ static double hrw_score(const struct route_pool *pool, uint64_t user_hash,
 	return -(double)b->weight / log(u);
 }
 
-/* unchecked: pick among the not-yet-probed backends instead of the up ones */
-static int pick_among(const struct route_pool *pool, uint64_t uh, bool unchecked)
+static bool eligible(const struct route_backend *b, enum route_how how)
+{
+	if (b->weight == 0)
+		return false;
+	switch (how) {
+	case ROUTE_HOW_UP:
+		return !b->down;
+	case ROUTE_HOW_UNCHECKED:
+		return b->unchecked;
+	case ROUTE_HOW_PANIC:
+		return true;
+	}
+	return false;
+}
+
+/* The highest score among the backends eligible by how. */
+static int pick_among(const struct route_pool *pool, uint64_t uh, enum route_how how)
 {
 	double best = 0;
 	int pick = ROUTE_NONE;
@@ -139,7 +154,7 @@ static int pick_among(const struct route_pool *pool, uint64_t uh, bool unchecked
 	for (size_t i = 0; i < pool->count; i++) {
 		const struct route_backend *b = &pool->v[i];
 		double s;
-		if ((unchecked ? !b->unchecked : b->down) || b->weight == 0)
+		if (!eligible(b, how))
 			continue;
 		s = hrw_score(pool, uh, b);
 		/* ties (practically never): the lower id_hash, so that the
@@ -153,12 +168,47 @@ static int pick_among(const struct route_pool *pool, uint64_t uh, bool unchecked
 	return pick;
 }
 
-int route_pick(const struct route_pool *pool, const char *user, size_t user_len)
+/* Tries up, unchecked, then (when last >= ROUTE_HOW_PANIC) every backend. */
+static int pick_upto(const struct route_pool *pool, const char *user, size_t user_len,
+		     enum route_how last, enum route_how *how)
 {
 	uint64_t uh = siphash(pool->key, user, user_len);
-	int pick = pick_among(pool, uh, false);
 
-	return pick != ROUTE_NONE ? pick : pick_among(pool, uh, true);
+	for (int h = ROUTE_HOW_UP; h <= (int)last; h++) {
+		int pick = pick_among(pool, uh, (enum route_how)h);
+		if (pick != ROUTE_NONE) {
+			if (how != NULL)
+				*how = (enum route_how)h;
+			return pick;
+		}
+	}
+	return ROUTE_NONE;
+}
+
+int route_pick(const struct route_pool *pool, const char *user, size_t user_len)
+{
+	return pick_upto(pool, user, user_len, ROUTE_HOW_UNCHECKED, NULL);
+}
+
+int route_pick_panic(const struct route_pool *pool, const char *user, size_t user_len,
+		     enum route_how *how)
+{
+	return pick_upto(pool, user, user_len, ROUTE_HOW_PANIC, how);
+}
+
+bool route_pool_panics(const struct route_pool *pool)
+{
+	bool weighted = false;
+
+	for (size_t i = 0; i < pool->count; i++) {
+		const struct route_backend *b = &pool->v[i];
+		if (b->weight == 0)
+			continue;
+		if (!b->down || b->unchecked)
+			return false;
+		weighted = true;
+	}
+	return weighted;
 }
 
 const struct route_backend *route_pick_backend(const struct route_pool *pool,

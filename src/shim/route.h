@@ -72,6 +72,20 @@ void route_pool_set_unchecked(struct route_pool *pool, size_t index);
    the unchecked ones (ROUTE_NONE when neither).
    Deterministic across processes and hosts for the same key and backends. */
 int route_pick(const struct route_pool *pool, const char *user, size_t user_len);
+
+/* How route_pick_panic found its backend. */
+enum route_how { ROUTE_HOW_UP, ROUTE_HOW_UNCHECKED, ROUTE_HOW_PANIC };
+
+/* route_pick, and when it finds none: among every backend with weight > 0,
+   down or not ("panic", like nginx upstreams whose servers are all marked
+   failed, or Envoy's panic threshold): health checks that fail everywhere
+   at once more likely say something about the checks than about every
+   backend. *how (may be NULL) says which set the backend came from. */
+int route_pick_panic(const struct route_pool *pool, const char *user, size_t user_len,
+		     enum route_how *how);
+/* True when the pool has a backend with weight > 0 but none of them is up
+   or unchecked: route_pick_panic would pick a down one. */
+bool route_pool_panics(const struct route_pool *pool);
 /* Convenience: NULL when none is available. */
 const struct route_backend *route_pick_backend(const struct route_pool *pool,
 					       const char *user, size_t user_len);

@@ -28,12 +28,20 @@ struct generation {
 	struct health_checker *hc;      /* NULL: checks off */
 };
 
+/* A pool's panic mode (route_pick_panic): kept across reloads. */
+struct panic_state {
+	bool active;                    /* every backend down: routing to them anyway */
+	unsigned long routed;           /* logins routed while active */
+};
+
 struct routing {
 	struct event_base *base;
 	struct dglog *log;
 	struct dns *dns;
 	struct generation gen;
 	bool configured;
+	bool panic_allowed;             /* [health] panic */
+	struct panic_state panic[DG_PROTO_COUNT];
 };
 
 struct routing *routing_new(struct event_base *base, struct dglog *log)
@@ -95,6 +103,25 @@ static void log_state(struct routing *r, const struct entry *e, const char *stat
 	dglog(r->log, strcmp(state, "up") == 0 ? LOG_INFO : LOG_WARNING, "%s", kv_str(&kv));
 }
 
+/* One line when a pool enters panic mode and one when it leaves it. */
+static void update_panic(struct routing *r, enum dg_proto proto)
+{
+	const struct route_pool *pool = &r->gen.table.pools[proto];
+	struct panic_state *ps = &r->panic[proto];
+	bool now = r->panic_allowed && route_pool_panics(pool);
+	struct kvline kv;
+
+	if (now == ps->active)
+		return;
+	ps->active = now;
+	kv_init(&kv, "pool");
+	kv_add(&kv, "proto", dg_proto_name(proto));
+	kv_add(&kv, "state", now ? "panic" : "normal");
+	kv_add(&kv, "detail", now ? "every backend is down: routing to them anyway"
+				  : "a backend is up again");
+	dglog(r->log, now ? LOG_WARNING : LOG_INFO, "%s", kv_str(&kv));
+}
+
 static void on_health(void *ctx, size_t id, const struct health_target *t, bool up,
 		      const char *reason)
 {
@@ -108,6 +135,7 @@ static void on_health(void *ctx, size_t id, const struct health_target *t, bool 
 	e->up = up;
 	route_pool_set_down(&r->gen.table.pools[e->proto], e->pool_index, !up);
 	log_state(r, e, up ? "up" : "down", reason);
+	update_panic(r, e->proto);
 }
 
 /* The state a backend had in the running generation: 1 up, 0 down, -1 new. */
@@ -153,6 +181,7 @@ static int fill_target(const struct dg_config *cfg, const struct backend_conf *b
 	   first good probe (and serves meanwhile only when no checked backend
 	   of its pool is up: route_pool_set_unchecked) */
 	t->start = prev < 0 ? HEALTH_START_PENDING : prev ? HEALTH_START_UP : HEALTH_START_DOWN;
+	t->greeting_timeout_ms = cfg->health_greeting_timeout_ms;
 	t->send_proxy = bc->proxy_protocol >= 0 ? bc->proxy_protocol : cfg->health_proxy_protocol;
 	return 0;
 }
@@ -220,6 +249,9 @@ int routing_configure(struct routing *r, const struct dg_config *cfg, char *err,
 	generation_free(&r->gen);
 	r->gen = g;
 	r->configured = true;
+	r->panic_allowed = cfg->health_panic;
+	for (int p = 0; p < DG_PROTO_COUNT; p++)
+		update_panic(r, (enum dg_proto)p);
 	return 0;
 }
 
@@ -237,19 +269,33 @@ static void choice_from(const struct routing *r, enum dg_proto proto, size_t poo
 	snprintf(out->audience, sizeof(out->audience), "%s", b->identity);
 }
 
-bool routing_pick(const struct routing *r, enum dg_proto proto, const char *key,
+bool routing_pick(struct routing *r, enum dg_proto proto, const char *key,
 		  size_t key_len, struct routing_choice *out)
 {
+	const struct route_pool *pool;
+	enum route_how how = ROUTE_HOW_UP;
 	int i;
 
 	memset(out, 0, sizeof(*out));
 	if (!routing_serves(r, proto))
 		return false;
-	i = route_pick(&r->gen.table.pools[proto], key, key_len);
+	pool = &r->gen.table.pools[proto];
+	i = r->panic_allowed ? route_pick_panic(pool, key, key_len, &how)
+			     : route_pick(pool, key, key_len);
 	if (i == ROUTE_NONE)
 		return false;
+	if (how == ROUTE_HOW_PANIC)
+		r->panic[proto].routed++;
+	out->panic = how == ROUTE_HOW_PANIC;
 	choice_from(r, proto, (size_t)i, out);
 	return true;
+}
+
+void routing_panic_get(const struct routing *r, enum dg_proto proto, bool *active,
+		       unsigned long *routed)
+{
+	*active = r->panic[proto].active;
+	*routed = r->panic[proto].routed;
 }
 
 /* The pool backend at ip (and port, unless 0), or -1. */

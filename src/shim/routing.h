@@ -45,12 +45,17 @@ struct routing_choice {
 	/* the backend's ticket audience; "" when it has none of its own (the
 	   credentials then use [ticket] audience) */
 	char audience[ROUTE_IDENTITY_MAX];
+	/* every backend of the pool is down: routed to one anyway */
+	bool panic;
 };
 
-/* The healthy backend for key (the user) in proto's pool; false when none is
-   up (or all are drained). Sticky: the same key gets the same backend while
-   it is up, on every host with the same [route] key and backends. */
-bool routing_pick(const struct routing *r, enum dg_proto proto, const char *key,
+/* The healthy backend for key (the user) in proto's pool. When none is up,
+   with [health] panic = yes (the default), the backend key would have
+   among all of them, down or not (counted, out->panic); false when the pool
+   is empty or every backend is drained (or none is up and panic = no).
+   Sticky: the same key gets the same backend while it is up, on every host
+   with the same [route] key and backends. */
+bool routing_pick(struct routing *r, enum dg_proto proto, const char *key,
 		  size_t key_len, struct routing_choice *out);
 /* A passdb's host (an IP literal) and port (0: not given). Without a port,
    the port of proto's pool backend at that IP, else the protocol's standard
@@ -72,6 +77,11 @@ struct routing_backend_info {
 	bool up;                        /* health checks say so (or checks are off) */
 	unsigned weight;                /* 0: drained */
 };
+
+/* Whether proto's pool is in panic mode now (logged once when it enters
+   and once when it leaves), and the logins routed in panic since start. */
+void routing_panic_get(const struct routing *r, enum dg_proto proto, bool *active,
+		       unsigned long *routed);
 
 size_t routing_backend_count(const struct routing *r);
 /* i < routing_backend_count(); the strings live until the next

@@ -15,10 +15,13 @@ import signal
 import smtplib
 import socket
 import subprocess
+import threading
 import time
 import types
+import urllib.request
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from chain import free_ports, wait_for_port, write_secret
 from conftest import BUILD_DIR, start_chain, stop_chain
 from helpers import LOGGED_IN, LogWatch, auth_http, decision, watch_logs
@@ -26,8 +29,10 @@ from helpers import LOGGED_IN, LogWatch, auth_http, decision, watch_logs
 PASSWORD = "route-pass-1"
 USERS = [(f"u{i:02d}", PASSWORD, "PLAIN") for i in range(12)]
 # probes every 300 ms: two failed ones mark a backend down (a stopped Dovecot
-# refuses at once), one good one up; a slow greeting on a busy machine has 3 s
-HEALTH = {"interval": "300ms", "timeout": "3s", "rise": 1, "fall": 2}
+# refuses at once), one good one up; a slow greeting on a busy machine has 3 s.
+# panic = no: with both Dovecots stopped, logins are refused (no_backend)
+# instead of going to a stopped one; the panic tests below use the default.
+HEALTH = {"interval": "300ms", "timeout": "3s", "rise": 1, "fall": 2, "panic": "no"}
 
 
 @pytest.fixture(scope="module")
@@ -282,9 +287,11 @@ mode = passthrough
 [health]
 interval = 10s
 timeout = 3s
+greeting_timeout = 3s
 rise = 1
 fall = 1
 proxy_protocol = no
+panic = no
 """
 
 
@@ -292,8 +299,10 @@ def test_first_logins_after_start_wait_for_no_probe(tmp_path):
     """A (re)started dovegate-auth has no probe result yet: the logins that
     arrive meanwhile go to the backend they will have anyway instead of
     being refused with no_backend. Once the first probe says down, they are
-    refused. The backend here accepts connections but never greets, so its
-    first probe takes the whole 3 s timeout: long enough to see both."""
+    refused (panic = no here; with the default the pool would route to it
+    anyway: see the panic test). The backend here accepts connections but
+    never greets, so its first probe takes the whole 3 s (timeout and
+    greeting_timeout): long enough to see both."""
     port, backend = free_ports(2)
     silent = socket.socket()
     silent.bind(("127.0.0.1", backend))
@@ -335,3 +344,221 @@ def test_first_logins_after_start_wait_for_no_probe(tmp_path):
             proc.wait(timeout=10)
         log.close()
         silent.close()
+
+
+# ---- health checks must not cause outages -----------------------------------
+
+class GreetingRelay:
+    """A TCP relay in front of Dovecot's haproxy listener: it passes logins
+    through, but delays the backend's first bytes (the greeting) by `delay`
+    seconds, or, with drop_probes, closes every connection that starts
+    with dovegate-auth's probe header "PROXY UNKNOWN" (nginx's logins send
+    "PROXY TCP4 ..."). Settable while it runs."""
+
+    def __init__(self, upstream_port, delay=0.0, drop_probes=False):
+        self.upstream = ("127.0.0.1", upstream_port)
+        self.delay = delay
+        self.drop_probes = drop_probes
+        self.probes_dropped = 0
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.closed:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client):
+        try:
+            first = client.recv(4096)
+            if self.drop_probes and first.startswith(b"PROXY UNKNOWN"):
+                self.probes_dropped += 1
+                return
+            up = socket.create_connection(self.upstream, timeout=10)
+            up.sendall(first)
+            threading.Thread(target=self._pump, args=(client, up, 0), daemon=True).start()
+            self._pump(up, client, self.delay)
+        except OSError:
+            pass
+        finally:
+            client.close()
+
+    @staticmethod
+    def _pump(src, dst, delay):
+        try:
+            while True:
+                data = src.recv(4096)
+                if not data:
+                    break
+                if delay:
+                    time.sleep(delay)
+                    delay = 0
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self):
+        self.closed = True
+        self.sock.close()
+
+
+class ProxiedIMAP(imaplib.IMAP4):
+    """IMAP as nginx speaks it to Dovecot's haproxy listener: PROXY v1 first."""
+
+    def _create_socket(self, timeout):
+        s = super()._create_socket(timeout)
+        s.sendall(b"PROXY TCP4 192.0.2.7 127.0.0.1 40000 143\r\n")
+        return s
+
+
+def own_auth_conf(chain, relay_port, port, metrics, health):
+    """The chain's dovegate-auth config with its own ports, the IMAP pool
+    pointing at the relay, and [health] replaced."""
+    with open(chain.path("etc", "dovegate-auth.conf")) as f:
+        text = f.read()
+    text = text.replace(f"listen = 127.0.0.1:{chain.values['AUTH_HTTP_PORT']}",
+                        f"listen = 127.0.0.1:{port}")
+    text = text.replace(f"listen = 127.0.0.1:{chain.values['METRICS_PORT']}",
+                        f"listen = 127.0.0.1:{metrics}")
+    text = text.replace(f"imap = 127.0.0.1:{chain.env['DOVECOT_PROXY_IMAP_PORT']}",
+                        f"imap = 127.0.0.1:{relay_port}")
+    head, rest = text.split("[health]\n", 1)
+    rest = rest[rest.index("\n[") + 1:]
+    return head + "[health]\n" + "".join(f"{k} = {v}\n" for k, v in health.items()) + rest
+
+
+@pytest.fixture
+def own_auth(chain, tmp_path):
+    """start(relay, health) runs a dovegate-auth of its own in front of the
+    relay (the chain's users, secret and ticket key); yields it."""
+    procs = []
+
+    def start(relay, health):
+        port, metrics = free_ports(2)
+        conf = tmp_path / "auth.conf"
+        conf.write_text(own_auth_conf(chain, relay.port, port, metrics, health))
+        log_path = str(tmp_path / "auth.log")
+        log = open(log_path, "wb")
+        proc = subprocess.Popen([os.path.join(BUILD_DIR, "src/shim/dovegate-auth"), "-c",
+                                 str(conf)], stdout=log, stderr=subprocess.STDOUT)
+        procs.append((proc, log))
+        wait_for_port(port, 10, proc=proc, what="dovegate-auth")
+        env = {**chain.env, "AUTH_HTTP_URL": f"http://127.0.0.1:{port}/auth"}
+        return types.SimpleNamespace(env=env, log_path=log_path, proc=proc,
+                                     metrics_url=f"http://127.0.0.1:{metrics}/metrics",
+                                     log=lambda: open(log_path, errors="replace").read())
+
+    yield start
+    for proc, log in procs:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=10)
+        log.close()
+
+
+def login_through_relay(chain, auth, relay):
+    """One login the way nginx makes it: ask dovegate-auth, then log in at
+    the backend it names (the relay) with the ticket. The Dovecot session
+    id is the decision's."""
+    name, password = chain.users[0][0], chain.users[0][1]
+    headers = {"Auth-Method": "plain", "Auth-User": name, "Auth-Pass": password,
+               "Auth-Protocol": "imap", "Auth-Login-Attempt": "1", "Client-IP": "192.0.2.7",
+               chain.env["AUTH_HTTP_SECRET_HEADER"]: chain.env["AUTH_HTTP_SECRET"]}
+    resp = auth_http(auth, headers)
+    assert resp.get("auth-status") == "OK", (resp, auth.log()[-3000:])
+    assert (resp["auth-server"], resp["auth-port"]) == ("127.0.0.1", str(relay.port)), resp
+    c = ProxiedIMAP("127.0.0.1", relay.port, timeout=20)
+    try:
+        assert c.login(resp["auth-user"], resp["auth-pass"])[0] == "OK"
+    finally:
+        c.logout()
+
+
+def metric(url, name, labels):
+    with urllib.request.urlopen(url, timeout=5) as r:
+        text = r.read().decode()
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                return s.value
+    return None
+
+
+# probes every 300 ms, each failing after 500 ms without a connection or a
+# greeting; two failures in a row mark a backend down
+FAST_HEALTH = {"interval": "300ms", "timeout": "500ms", "rise": 1, "fall": 2}
+
+
+def test_slow_greetings_do_not_take_a_serving_backend_down(chain, own_auth):
+    """The only IMAP backend greets 1.5 s late (a busy machine), far beyond
+    the probes' 500 ms timeout, but logs everybody in. Its probes connect
+    at once, so the late greeting counts (greeting_timeout, 30 s): the
+    backend stays up and every login in the next seconds works."""
+    relay = GreetingRelay(int(chain.env["DOVECOT_PROXY_IMAP_PORT"]), delay=1.5)
+    try:
+        auth = own_auth(relay, FAST_HEALTH)
+        deadline = time.monotonic() + 5
+        logins = 0
+        while time.monotonic() < deadline:
+            login_through_relay(chain, auth, relay)
+            logins += 1
+        assert logins >= 2
+        text = auth.log()
+        assert "state=down" not in text, text
+        assert "state=panic" not in text, text
+        assert metric(auth.metrics_url, "dovegate_auth_backend_up", {"proto": "imap"}) == 1
+    finally:
+        relay.close()
+
+
+def test_all_backends_down_routes_anyway_logged_once_and_counted(chain, own_auth):
+    """Probes that fail everywhere (here: the relay drops every probe
+    connection, logins pass) mark the only IMAP backend down. The pool
+    then routes to it anyway: logins keep working, one line says the pool
+    entered panic mode, the metrics count the logins routed in it, and
+    one line says when a backend is up again."""
+    relay = GreetingRelay(int(chain.env["DOVECOT_PROXY_IMAP_PORT"]), drop_probes=True)
+    try:
+        auth = own_auth(relay, FAST_HEALTH)
+        deadline = time.monotonic() + 15
+        while "proto=imap state=panic" not in auth.log():
+            assert time.monotonic() < deadline, auth.log()
+            time.sleep(0.05)
+        assert re.search(r"backend proto=imap .*state=down reason=closed", auth.log())
+        for _ in range(3):
+            login_through_relay(chain, auth, relay)
+        text = auth.log()
+        assert len(re.findall(r"\bpool proto=imap state=panic\b", text)) == 1, text
+        assert metric(auth.metrics_url, "dovegate_auth_pool_panic", {"proto": "imap"}) == 1
+        assert metric(auth.metrics_url, "dovegate_auth_panic_routes_total",
+                      {"proto": "imap"}) == 3
+        assert metric(auth.metrics_url, "dovegate_auth_pool_panic", {"proto": "pop3"}) == 0
+
+        relay.drop_probes = False
+        deadline = time.monotonic() + 15
+        while "proto=imap state=normal" not in auth.log():
+            assert time.monotonic() < deadline, auth.log()
+            time.sleep(0.05)
+        login_through_relay(chain, auth, relay)
+        text = auth.log()
+        assert len(re.findall(r"\bpool proto=imap state=normal\b", text)) == 1, text
+        assert len(re.findall(r"\bpool proto=imap state=panic\b", text)) == 1, text
+        assert metric(auth.metrics_url, "dovegate_auth_pool_panic", {"proto": "imap"}) == 0
+        assert metric(auth.metrics_url, "dovegate_auth_panic_routes_total",
+                      {"proto": "imap"}) == 3
+    finally:
+        relay.close()

@@ -100,7 +100,7 @@ static void test_greeting(void **state)
 
 /* ---- greeting servers ------------------------------------------------------ */
 
-enum mode { GOOD, WRONG, SILENT, PROXY_FIRST };
+enum mode { GOOD, WRONG, SILENT, PROXY_FIRST, SLOW };
 
 #define MAX_CONNS 128
 
@@ -113,6 +113,7 @@ struct gserver {
 	struct event *ev[MAX_CONNS];    /* PROXY_FIRST: waits for the header */
 	int n;
 	int proxy_seen;
+	unsigned delay_ms;              /* SLOW: greets this long after accepting */
 };
 
 static void send_greeting(evutil_socket_t fd, const char *text)
@@ -139,6 +140,13 @@ static void on_proxy_line(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+static void on_slow_greet(evutil_socket_t fd, short what, void *arg)
+{
+	struct gserver *gs = arg;
+
+	send_greeting(fd, gs->greeting);
+}
+
 /* Connections stay open until the server is freed: a close racing with the
    client's PROXY bytes could turn into a reset. */
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
@@ -158,6 +166,11 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		gs->ev[gs->n] = event_new(evconnlistener_get_base(l), fd, EV_READ | EV_PERSIST,
 					  on_proxy_line, gs);
 		event_add(gs->ev[gs->n], NULL);
+	} else if (gs->mode == SLOW) {
+		struct timeval tv = { .tv_sec = gs->delay_ms / 1000,
+				      .tv_usec = (gs->delay_ms % 1000) * 1000 };
+		gs->ev[gs->n] = event_new(evconnlistener_get_base(l), fd, 0, on_slow_greet, gs);
+		event_add(gs->ev[gs->n], &tv);
 	}
 	gs->n++;
 }
@@ -381,6 +394,48 @@ static void test_silent_timeout(void **state)
 	gserver_stop(&gs);
 }
 
+/* A server that accepts at once but greets later than the timeout (a busy
+   machine) still serves logins: with greeting_timeout_ms the late greeting
+   counts as a good probe, and the backend never goes down. Without it the
+   same server is down after fall probes. */
+static void test_slow_greeting_is_not_down(void **state)
+{
+	struct run r;
+	struct gserver gs;
+	struct health_target t;
+
+	run_init(&r, 1);
+	gserver_start(r.base, &gs, SLOW, "* OK slow\r\n");
+	gs.delay_ms = 300;
+	t = target(&gs, HEALTH_IMAP, 1, 2, HEALTH_START_UP);
+	t.timeout_ms = 100;
+	t.interval_ms = 50;
+	t.greeting_timeout_ms = 1000;
+	assert_int_equal(health_add(r.hc, &t), 0);
+	run_loop(&r, 1.5);
+	assert_int_equal(r.nchanges, 0);
+	assert_true(health_is_up(r.hc, 0));
+	assert_true(health_probes(r.hc, 0) >= 3);
+	run_free(&r);
+	gserver_stop(&gs);
+
+	/* the greeting later than greeting_timeout_ms: a failed probe */
+	run_init(&r, 1);
+	gserver_start(r.base, &gs, SLOW, "* OK slow\r\n");
+	gs.delay_ms = 2000;
+	t = target(&gs, HEALTH_IMAP, 1, 2, HEALTH_START_UP);
+	t.timeout_ms = 100;
+	t.interval_ms = 50;
+	t.greeting_timeout_ms = 200;
+	assert_int_equal(health_add(r.hc, &t), 0);
+	run_loop(&r, 3);
+	assert_int_equal(r.nchanges, 1);
+	assert_false(r.changes[0].up);
+	assert_string_equal(r.changes[0].reason, "timeout");
+	run_free(&r);
+	gserver_stop(&gs);
+}
+
 /* send_proxy: a haproxy=yes style server greets only after the header. */
 static void test_proxy_header(void **state)
 {
@@ -445,6 +500,7 @@ int main(void)
 		cmocka_unit_test(test_three_protocols),
 		cmocka_unit_test(test_wrong_greeting),
 		cmocka_unit_test(test_silent_timeout),
+		cmocka_unit_test(test_slow_greeting_is_not_down),
 		cmocka_unit_test(test_proxy_header),
 		cmocka_unit_test(test_pending_and_free),
 	};

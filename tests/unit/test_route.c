@@ -47,7 +47,7 @@ static void pool_n(struct route_pool *pool, int n, unsigned weight)
 	}
 }
 
-/* picks[i] = the identity index ("mailN" -> N) user i lands on. */
+/* picks[i] = the identity number ("mailN" -> N) user i lands on. */
 static void pick_all(const struct route_pool *pool, int *picks)
 {
 	char user[48];
@@ -364,6 +364,65 @@ static void test_unchecked_until_probed(void **state)
 	free(fresh);
 }
 
+/* pick_all with route_pick_panic, each pick made the way want says. */
+static void pick_all_panic(const struct route_pool *pool, int *picks, enum route_how want)
+{
+	char name[32];
+
+	for (int i = 0; i < USERS; i++) {
+		enum route_how how = ROUTE_HOW_UNCHECKED;
+		user_name(i, name, sizeof(name));
+		int pick = route_pick_panic(pool, name, strlen(name), &how);
+		assert_int_not_equal(pick, ROUTE_NONE);
+		assert_int_equal(how, want);
+		picks[i] = atoi(pool->v[pick].identity + 4);
+	}
+}
+
+/* Every backend down (health checks failing everywhere at once, e.g. slow
+   probes on a busy machine): route_pick_panic still answers, with the
+   backend each user has when all are up, so nobody moves; one backend up
+   again ends the panic. Drained backends stay unused even then. */
+static void test_panic_when_all_down(void **state)
+{
+	struct route_pool pool;
+	int *up = calloc(USERS, sizeof(int)), *panic = calloc(USERS, sizeof(int));
+
+	pool_n(&pool, 3, 1);
+	pick_all(&pool, up);
+	assert_false(route_pool_panics(&pool));
+	for (size_t i = 0; i < 3; i++)
+		route_pool_set_down(&pool, i, true);
+	assert_true(route_pool_panics(&pool));
+	assert_int_equal(route_pick(&pool, "alice", 5), ROUTE_NONE);
+	pick_all_panic(&pool, panic, ROUTE_HOW_PANIC);
+	assert_memory_equal(up, panic, sizeof(int) * USERS);
+
+	/* one back up: it takes everybody, no panic */
+	route_pool_set_down(&pool, 1, false);
+	assert_false(route_pool_panics(&pool));
+	pick_all_panic(&pool, panic, ROUTE_HOW_UP);
+	for (int i = 0; i < USERS; i++)
+		assert_int_equal(panic[i], 2);
+
+	/* an unchecked backend is not a panic either */
+	route_pool_set_down(&pool, 1, true);
+	route_pool_set_unchecked(&pool, 2);
+	assert_false(route_pool_panics(&pool));
+	pick_all_panic(&pool, panic, ROUTE_HOW_UNCHECKED);
+	route_pool_free(&pool);
+
+	/* drained backends: never chosen, not even in panic */
+	pool_n(&pool, 2, 0);
+	route_pool_set_down(&pool, 0, true);
+	route_pool_set_down(&pool, 1, true);
+	assert_false(route_pool_panics(&pool));
+	assert_int_equal(route_pick_panic(&pool, "alice", 5, NULL), ROUTE_NONE);
+	route_pool_free(&pool);
+	free(up);
+	free(panic);
+}
+
 /* Changing one weight moves users only to (raised) or from (lowered) it. */
 static void test_weight_change(void **state)
 {
@@ -419,6 +478,7 @@ int main(void)
 		cmocka_unit_test(test_remove_moves_share),
 		cmocka_unit_test(test_down_moves_only_its_users),
 		cmocka_unit_test(test_unchecked_until_probed),
+		cmocka_unit_test(test_panic_when_all_down),
 		cmocka_unit_test(test_weight_change),
 		cmocka_unit_test(test_table),
 	};
