@@ -51,10 +51,12 @@ struct server {
 	void *drained_arg;
 };
 
-/* One request between arrival and the reply being handed to libevent. */
+/* One request from its arrival until its reply is written or its
+   connection is gone (in_flight counts these). */
 struct pending {
 	struct server *srv;
 	struct evhttp_request *req;
+	struct evhttp_connection *evcon;        /* while the reply is written */
 };
 
 /* ---- binding ----------------------------------------------------------- */
@@ -386,12 +388,32 @@ static void request_done(struct server *srv)
 		srv->drained(srv->drained_arg);
 }
 
+static void pending_release(struct pending *p)
+{
+	request_done(p->srv);
+	free(p);
+}
+
+/* The reply was written. The connection may be freed next: its close
+   callback must not see p any more. */
 static void on_complete(struct evhttp_request *req, void *arg)
 {
 	struct pending *p = arg;
 
-	request_done(p->srv);
-	free(p);
+	evhttp_connection_set_closecb(p->evcon, NULL, NULL);
+	pending_release(p);
+}
+
+/* The connection goes away while the reply is being written (the client
+   reset it: the write fails). libevent then frees the request without
+   calling on_complete, so this is the only word p gets. */
+static void on_write_close(struct evhttp_connection *evcon, void *arg)
+{
+	struct pending *p = arg;
+
+	evhttp_request_set_on_complete_cb(p->req, NULL, NULL);
+	evhttp_connection_set_closecb(evcon, NULL, NULL);
+	pending_release(p);
 }
 
 static void on_reply(void *ctx, const struct authhttp_response *resp)
@@ -408,14 +430,17 @@ static void on_reply(void *ctx, const struct authhttp_response *resp)
 	   clients (wrk, load balancers' health checks) need it on HTTP/1.0 too to
 	   know the empty body ended. Counted in AUTHHTTP_HEAD_OVERHEAD. */
 	evhttp_add_header(out, "Content-Length", "0");
-	if (evhttp_request_get_connection(p->req) == NULL) {
+	p->evcon = evhttp_request_get_connection(p->req);
+	if (p->evcon == NULL) {
 		/* client went away while we were deciding: this frees req */
 		evhttp_send_reply(p->req, HTTP_OK, "OK", NULL);
-		request_done(p->srv);
-		free(p);
+		pending_release(p);
 		return;
 	}
+	/* released by whichever comes first: the reply written, or the
+	   connection freed (a failed write frees it without on_complete) */
 	evhttp_request_set_on_complete_cb(p->req, on_complete, p);
+	evhttp_connection_set_closecb(p->evcon, on_write_close, p);
 	evhttp_send_reply(p->req, HTTP_OK, "OK", NULL);
 }
 
@@ -574,7 +599,9 @@ void server_free(struct server *srv)
 {
 	if (srv == NULL)
 		return;
-	/* evhttp_free() frees the listener bound to it */
+	/* evhttp_free() frees the listener bound to it, and the connections
+	   (whose close callbacks release their requests: no drained call now) */
+	srv->drained = NULL;
 	if (srv->http != NULL)
 		evhttp_free(srv->http);
 	if (srv->accept_pause != NULL)

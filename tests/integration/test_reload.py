@@ -21,6 +21,8 @@ import os
 import re
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import tempfile
 import threading
@@ -385,6 +387,76 @@ def test_sigterm_answers_requests_in_flight():
         text = open(f"{d}/auth.log").read()
         in_flight = int(re.search(r"stopping, (\d+) requests in flight", text).group(1))
         assert in_flight > 0, text
+        assert "still in flight" not in text
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        logf.close()
+        shutil.rmtree(d, ignore_errors=True)
+
+
+RESET_BURST = 4
+
+
+def request_head(port, name, password):
+    return (f"GET /auth HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nAuth-Method: plain\r\n"
+            f"Auth-User: {name}\r\nAuth-Pass: {password}\r\nAuth-Protocol: imap\r\n"
+            f"Auth-Login-Attempt: 1\r\nClient-IP: 192.0.2.45\r\n"
+            f"X-Dovegate-Secret: drain-secret\r\n\r\n").encode()
+
+
+def test_clients_that_reset_before_the_reply_are_not_in_flight_forever():
+    """A client that sends its request and resets the connection (SO_LINGER
+    0) while dovegate-auth is still deciding: the reply's write fails, and
+    libevent frees such a request without its completion callback. The
+    in-flight count must still come back to 0, and SIGTERM must then stop
+    at once instead of waiting the whole drain time (30 s) for them."""
+    d = tempfile.mkdtemp(prefix="dovegate-reset-", dir="/tmp")
+    port, backend, metrics = free_ports(3)
+    metrics_url = f"http://127.0.0.1:{metrics}/metrics"
+    dovegate = os.path.join(BUILD_DIR, "src/tools/dovegate")
+    hashed = subprocess.run([dovegate, "pw", "-s", "ARGON2ID", "-p", "erin-pass"], check=True,
+                            capture_output=True, text=True).stdout.strip()
+    write_secret(f"{d}/secret", "drain-secret")
+    with open(f"{d}/users", "w") as f:
+        f.write(f"erin:{hashed}::::::\n")
+    with open(f"{d}/auth.conf", "w") as f:
+        # no cache: every request waits for the one hash thread
+        f.write(DRAIN_CONFIG.format(port=port, dir=d, backend=backend, metrics=metrics)
+                + "[cache]\nsize = 0\n")
+    logf = open(f"{d}/auth.log", "wb")
+    proc = subprocess.Popen([os.path.join(BUILD_DIR, "src/shim/dovegate-auth"), "-c", f"{d}/auth.conf"],
+                            stdout=logf, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 10
+        while "listening on" not in open(f"{d}/auth.log").read():
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        socks = []
+        for _ in range(RESET_BURST):
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.sendall(request_head(port, "erin", "erin-pass"))
+            socks.append(s)
+        # all read and waiting for the hash thread, then reset before any answer
+        deadline = time.monotonic() + 20
+        while arrived(metrics_url)[1] < RESET_BURST:
+            assert time.monotonic() < deadline, "the requests never arrived"
+            time.sleep(0.005)
+        for s in socks:
+            s.close()  # SO_LINGER 0: a reset
+        deadline = time.monotonic() + 20
+        while arrived(metrics_url) != (RESET_BURST, 0):
+            assert time.monotonic() < deadline, f"still in flight: {arrived(metrics_url)}"
+            time.sleep(0.05)
+
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=40) == 0
+        took = time.monotonic() - started
+        text = open(f"{d}/auth.log").read()
+        assert took < 5, (took, text)
         assert "still in flight" not in text
     finally:
         if proc.poll() is None:
