@@ -254,3 +254,54 @@ def test_key_rotation(rotation_chain):
     watch.wait_for(r"key ring .* reloaded \(1 keys\)")
     watch.wait_for(r"dovegate: ticket refused: reason=unknown_key kid=chain-1\b")
     nginx_login("chain-2")
+
+
+def ticket_claim(chain, ticket, name):
+    out = dovegate(chain, "ticket", "inspect", ticket).stdout
+    m = re.search(rf'"{name}":("[^"]*"|\d+)', out)
+    return json.loads(m.group(1)) if m else None
+
+
+def proxied_headers(chain, name, password, client_ip, pp_addr):
+    h = nginx_headers(chain, name, password)
+    h.update({"Client-IP": client_ip, "Proxy-Protocol-Addr": pp_addr,
+              "Proxy-Protocol-Port": "40999"})
+    return h
+
+
+def test_proxy_protocol_addr_is_only_a_claim_by_default(chain, logs):
+    """Anyone reaching a proxy_protocol listener of nginx can send PROXY: its
+    address must not become the ticket's rip (nor the penalised address)
+    unless Client-IP is a configured load balancer."""
+    name, password = user(chain, "alice")
+    resp = auth_http(chain, proxied_headers(chain, name, password, "192.0.2.55", "198.51.100.77"))
+    assert resp["auth-status"] == "OK"
+    assert ticket_claim(chain, resp["auth-pass"], "rip") == "192.0.2.55"
+    assert ticket_claim(chain, resp["auth-pass"], "rport") is None
+    decision(logs, user=name, rip="192.0.2.55", result="ok", claimed="198.51.100.77")
+
+
+def test_proxy_protocol_addr_from_a_trusted_balancer(chain, logs):
+    """[server] proxy_protocol_trusted: from those networks the PROXY address
+    is the client, in the ticket and as the decision line's rip=."""
+    from conftest import LogWatch
+    name, password = user(chain, "alice")
+    conf = chain.path("etc", "dovegate-auth.conf")
+    original = open(conf).read()
+    auth_log = LogWatch(chain.env["LOG_AUTH"])
+    write_atomic(conf, original.replace("[server]\n", "[server]\nproxy_protocol_trusted = 192.0.2.0/24\n", 1))
+    try:
+        chain.procs["dovegate-auth"].send_signal(signal.SIGHUP)
+        auth_log.wait_for(r"configuration reloaded")
+        resp = auth_http(chain, proxied_headers(chain, name, password, "192.0.2.55", "198.51.100.77"))
+        assert resp["auth-status"] == "OK"
+        assert ticket_claim(chain, resp["auth-pass"], "rip") == "198.51.100.77"
+        assert ticket_claim(chain, resp["auth-pass"], "rport") == 40999
+        decision(logs, user=name, rip="198.51.100.77", result="ok", via="192.0.2.55")
+        # another peer is no balancer: its claim stays a claim
+        resp = auth_http(chain, proxied_headers(chain, name, password, "203.0.113.9", "198.51.100.78"))
+        assert ticket_claim(chain, resp["auth-pass"], "rip") == "203.0.113.9"
+    finally:
+        write_atomic(conf, original)
+        chain.procs["dovegate-auth"].send_signal(signal.SIGHUP)
+        auth_log.wait_for(r"configuration reloaded")
