@@ -305,3 +305,34 @@ def test_proxy_protocol_addr_from_a_trusted_balancer(chain, logs):
         write_atomic(conf, original)
         chain.procs["dovegate-auth"].send_signal(signal.SIGHUP)
         auth_log.wait_for(r"configuration reloaded")
+
+
+def test_key_ring_others_can_write_is_refused(chain, logs, tmp_path):
+    """Like OpenSSH's StrictModes: a key ring others may change is refused by
+    the passdb (which keeps its previous keys) and by the CLI, naming the fix."""
+    from conftest import LogWatch
+    ring = chain.values["TICKET_KEYRING"]
+    text = open(ring).read()
+    name, password = user(chain, "alice")
+    watch = LogWatch(chain.env["LOG_DOVECOT"])
+    try:
+        write_atomic(ring, text + "# touched\n")
+        os.chmod(ring, 0o666)
+        time.sleep(1.1)
+        c = imap(chain)
+        assert c.login(name, password)[0] == "OK"   # the previous keys stay
+        c.logout()
+        watch.wait_for(rf"key ring not reloaded: .*{re.escape(ring)}: is writable by group or "
+                       rf"others \(mode 0666\); run chmod go-w {re.escape(ring)}")
+        out = dovegate(chain, "ticket", "verify", "--keys", ring, "x", check=False)
+        assert out.returncode != 0 and f"run chmod go-w {ring}" in out.stderr
+    finally:
+        write_atomic(ring, text)
+    # a directory others can write to (no sticky bit) is refused, too
+    d = tmp_path / "keys"
+    d.mkdir()
+    (d / "ring").write_text(text)
+    os.chmod(d / "ring", 0o644)
+    os.chmod(d, 0o777)
+    out = dovegate(chain, "ticket", "verify", "--keys", str(d / "ring"), "x", check=False)
+    assert out.returncode != 0 and f"is in directory {d}, writable by group or others" in out.stderr

@@ -510,6 +510,29 @@ static void test_insecure_master_password_file(void **state)
 	runtime_unref(rt);
 }
 
+/* The shared secret: readable by a group is only warned about, but a file
+   others can change (or one in a directory they can write to) is refused. */
+static void test_untrusted_secret_file(void **state)
+{
+	struct tmpdir *t = *state;
+	char want[1024];
+
+	write_file(t, "dovegate-auth.conf", VALID, 0644);
+	write_file(t, "secret", "s3cr3t\n", 0662);
+	assert_null(runtime_load(t->conf, true, &t->log, t->err, sizeof(t->err)));
+	snprintf(want, sizeof(want), "%s:5: secret_file %s/secret: is writable by group "
+		 "or others (mode 0662); run chmod go-w %s/secret", t->conf, t->dir, t->dir);
+	assert_string_equal(t->err, want);
+	write_file(t, "secret", "s3cr3t\n", 0600);
+	assert_int_equal(chmod(t->dir, 0777), 0);
+	assert_null(runtime_load(t->conf, true, &t->log, t->err, sizeof(t->err)));
+	assert_non_null(strstr(t->err, "secret_file "));
+	snprintf(want, sizeof(want), ": is in directory %s, writable by group or others "
+		 "(mode 0777); run chmod go-w %s", t->dir, t->dir);
+	assert_non_null(strstr(t->err, want));
+	assert_int_equal(chmod(t->dir, 0700), 0);
+}
+
 static void test_bad_secret_files(void **state)
 {
 	struct tmpdir *t = *state;
@@ -949,6 +972,7 @@ int main(void)
 		T(test_runtime_ok),
 		T(test_insecure_master_password_file),
 		T(test_bad_secret_files),
+		T(test_untrusted_secret_file),
 		T(test_users_file),
 		T(test_passthrough_needs_no_master),
 		T(test_ticket_config),
