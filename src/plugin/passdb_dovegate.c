@@ -227,6 +227,7 @@ dovegate_verify_ticket(struct auth_request *request,
 	const char *user, *original;
 	size_t len = strlen(password), msg_len;
 	time_t now = ioloop_time;
+	struct replay_time rnow;
 
 	/* First, before any work: a ticket from anywhere but nginx is
 	   refused without being used up. */
@@ -289,8 +290,11 @@ dovegate_verify_ticket(struct auth_request *request,
 			"single use cannot be checked");
 	}
 
-	/* Single use: remembered until it would be refused as expired. */
-	switch (replay_cache_check_add(dovegate_replay_cache, claims.jti, now,
+	/* Single use: remembered until it would be refused as expired, for
+	   its remaining lifetime on the monotonic clock (replay_cache.h). */
+	replay_cache_now(&rnow);
+	rnow.wall = now;
+	switch (replay_cache_check_add(dovegate_replay_cache, claims.jti, &rnow,
 				       (time_t)claims.exp + m->set.skew)) {
 	case REPLAY_CACHE_NEW:
 		break;
