@@ -362,6 +362,18 @@ dovegate_verify_plain(struct auth_request *request, const char *password,
 
 /* ---- module life -------------------------------------------------------- */
 
+/* Without allow_real_nets anyone who can reach a Dovecot listener can use a
+   ticket (one sniffed or taken from a log, within its lifetime), not only
+   nginx. Working, but not what a ticket backend should be: say so. */
+static void dovegate_warn_open_peers(const struct dovegate_passdb_module *m)
+{
+	if (m->set.real_nets_count > 0)
+		return;
+	i_warning("passdb dovegate: allow_real_nets is not set: tickets are "
+		  "accepted from any peer, not only from nginx; set "
+		  "allow_real_nets to nginx's addresses");
+}
+
 int dovegate_passdb_create(pool_t pool,
 			   const struct dovegate_passdb_settings *set,
 			   struct passdb_module **module_r,
@@ -410,6 +422,7 @@ int dovegate_passdb_create(pool_t pool,
 		       m->set.max_lifetime, m->set.replay_cache_size,
 		       m->set.real_nets_str == NULL ? "any" :
 		       m->set.real_nets_str);
+		dovegate_warn_open_peers(m);
 	}
 	*module_r = &m->module;
 	return 0;
