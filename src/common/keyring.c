@@ -1,5 +1,6 @@
 /* Key ring and signing key files (keyring.h). libc + libsodium only. */
 #include "keyring.h"
+#include "filetrust.h"
 #include "readall.h"
 
 #include <errno.h>
@@ -26,8 +27,10 @@ struct keyring {
 
 /* ---- reading ------------------------------------------------------------ */
 
-/* NULL if the file may be used, else why not. */
-static const char *check_file(int fd, bool private_only, char *whybuf, size_t whylen)
+/* NULL if the file may be used, else why not: a regular file, private if
+   private_only, and no other user can change or replace it (filetrust.h). */
+static const char *check_file(int fd, const char *path, bool private_only,
+			      char *whybuf, size_t whylen)
 {
 	struct stat st;
 
@@ -40,7 +43,7 @@ static const char *check_file(int fd, bool private_only, char *whybuf, size_t wh
 			 "run chmod 600 on it", (unsigned)(st.st_mode & 07777));
 		return whybuf;
 	}
-	return NULL;
+	return filetrust_check(fd, path, whybuf, whylen);
 }
 
 /* At most max bytes of text (no NUL) into a malloc()ed buffer of max + 2
@@ -75,7 +78,7 @@ static char *read_text(int fd, size_t max, const char **why_r)
 static char *slurp(const char *path, size_t max, bool private_only,
 		   char *err, size_t errsize)
 {
-	char whybuf[96], *text = NULL;
+	char whybuf[512], *text = NULL;
 	const char *why;
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 
@@ -83,7 +86,7 @@ static char *slurp(const char *path, size_t max, bool private_only,
 		snprintf(err, errsize, "%s: %s", path, strerror(errno));
 		return NULL;
 	}
-	why = check_file(fd, private_only, whybuf, sizeof(whybuf));
+	why = check_file(fd, path, private_only, whybuf, sizeof(whybuf));
 	if (why == NULL)
 		text = read_text(fd, max, &why);
 	close(fd);

@@ -8,7 +8,9 @@
      lines with distinct kids. `cat *.pub > ring` builds one.
    - signing key (secret, dovegate-auth only): exactly one
      "<kid> k4.secret.<...>" line; the file must not be accessible by group
-     or others (chmod 600). */
+     or others (chmod 600).
+   Both are refused when another user could change or replace them
+   (filetrust.h: owner, mode, and the directories above). */
 #ifndef DOVEGATE_KEYRING_H
 #define DOVEGATE_KEYRING_H
 

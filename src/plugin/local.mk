@@ -39,6 +39,7 @@ src_plugin_libauthdb_dovegate_la_SOURCES = src/plugin/passdb_dovegate.c \
 	src/common/ticket.c src/common/ticket.h \
 	src/common/ticket_json.c src/common/ticket_json.h \
 	src/common/keyring.c src/common/keyring.h \
+	src/common/filetrust.c src/common/filetrust.h \
 	src/common/readall.c src/common/readall.h
 src_plugin_libauthdb_dovegate_la_CPPFLAGS = \
 	$(LIBDOVECOT_INCLUDE) $(LIBDOVECOT_AUTH_INCLUDE) \

@@ -227,6 +227,7 @@ dovegate_verify_ticket(struct auth_request *request,
 	const char *user, *original;
 	size_t len = strlen(password), msg_len;
 	time_t now = ioloop_time;
+	struct replay_time rnow;
 
 	/* First, before any work: a ticket from anywhere but nginx is
 	   refused without being used up. */
@@ -289,8 +290,11 @@ dovegate_verify_ticket(struct auth_request *request,
 			"single use cannot be checked");
 	}
 
-	/* Single use: remembered until it would be refused as expired. */
-	switch (replay_cache_check_add(dovegate_replay_cache, claims.jti, now,
+	/* Single use: remembered until it would be refused as expired, for
+	   its remaining lifetime on the monotonic clock (replay_cache.h). */
+	replay_cache_now(&rnow);
+	rnow.wall = now;
+	switch (replay_cache_check_add(dovegate_replay_cache, claims.jti, &rnow,
 				       (time_t)claims.exp + m->set.skew)) {
 	case REPLAY_CACHE_NEW:
 		break;
@@ -358,6 +362,18 @@ dovegate_verify_plain(struct auth_request *request, const char *password,
 
 /* ---- module life -------------------------------------------------------- */
 
+/* Without allow_real_nets anyone who can reach a Dovecot listener can use a
+   ticket (one sniffed or taken from a log, within its lifetime), not only
+   nginx. Working, but not what a ticket backend should be: say so. */
+static void dovegate_warn_open_peers(const struct dovegate_passdb_module *m)
+{
+	if (m->set.real_nets_count > 0)
+		return;
+	i_warning("passdb dovegate: allow_real_nets is not set: tickets are "
+		  "accepted from any peer, not only from nginx; set "
+		  "allow_real_nets to nginx's addresses");
+}
+
 int dovegate_passdb_create(pool_t pool,
 			   const struct dovegate_passdb_settings *set,
 			   struct passdb_module **module_r,
@@ -406,6 +422,7 @@ int dovegate_passdb_create(pool_t pool,
 		       m->set.max_lifetime, m->set.replay_cache_size,
 		       m->set.real_nets_str == NULL ? "any" :
 		       m->set.real_nets_str);
+		dovegate_warn_open_peers(m);
 	}
 	*module_r = &m->module;
 	return 0;

@@ -51,6 +51,7 @@ static const struct key_def keys[CK_COUNT] = {
 	{ "server", "max_header_bytes", set_uint, FIELD(max_header_bytes), 1024, 65536 },
 	{ "server", "user", set_name, FIELD(user), 0, 0 },
 	{ "server", "hash_threads", set_uint, FIELD(hash_threads), 1, 64 },
+	{ "server", "proxy_protocol_trusted", set_trusted, FIELD(proxy_trusted), 0, 0 },
 	{ "log", "target", set_log_target, FIELD(log_target), 0, 0 },
 	{ "passdb", "driver", set_driver, FIELD(passdb_driver), 0, 0 },
 	{ "passdb", "path", set_path, FIELD(passdb_path), 0, 0 },
@@ -264,6 +265,13 @@ static int set_yes_no(struct dg_config *cfg, const struct key_def *def,
 	return 0;
 }
 
+/* The count that goes with a list of networks set by set_trusted(). */
+static size_t *nets_count_field(struct dg_config *cfg, const struct key_def *def)
+{
+	return def->offset == FIELD(proxy_trusted) ? &cfg->proxy_trusted_count
+						   : &cfg->penalty_trusted_count;
+}
+
 /* CIDR networks (or single addresses) separated by spaces; empty: none. */
 static int set_trusted(struct dg_config *cfg, const struct key_def *def,
 		       const char *value, char *why, size_t whylen)
@@ -271,8 +279,9 @@ static int set_trusted(struct dg_config *cfg, const struct key_def *def,
 	struct penalty_net *nets = NULL;
 	size_t count = 0;
 	const char *p = value;
+	struct penalty_net **field = FIELD_PTR(cfg, def, struct penalty_net *);
+	size_t *field_count = nets_count_field(cfg, def);
 
-	(void)def;
 	while (*p != '\0') {
 		size_t len = strcspn(p, " \t,");
 		char item[64];
@@ -305,9 +314,9 @@ static int set_trusted(struct dg_config *cfg, const struct key_def *def,
 		count++;
 		p += len;
 	}
-	free(cfg->penalty_trusted);
-	cfg->penalty_trusted = nets;
-	cfg->penalty_trusted_count = count;
+	free(*field);
+	*field = nets;
+	*field_count = count;
 	return 0;
 }
 
@@ -1286,6 +1295,7 @@ void config_free(struct dg_config *cfg)
 	free(cfg->relay_domains);
 	free(cfg->external_map_file);
 	free(cfg->penalty_trusted);
+	free(cfg->proxy_trusted);
 	for (size_t i = 0; i < cfg->backend_count; i++) {
 		free(cfg->backends[i].name);
 		free(cfg->backends[i].audience);

@@ -30,6 +30,7 @@ struct dg_listen {
 enum config_key {
 	CK_LISTEN, CK_SOCKET_MODE, CK_SOCKET_GROUP, CK_SECRET_HEADER,
 	CK_SECRET_FILE, CK_TIMEOUT, CK_MAX_HEADER_BYTES, CK_USER, CK_HASH_THREADS,
+	CK_PROXY_TRUSTED,
 	CK_LOG_TARGET,
 	CK_PASSDB_DRIVER, CK_PASSDB_PATH, CK_DEFAULT_SCHEME,
 	CK_BACKEND_IMAP, CK_BACKEND_POP3, CK_BACKEND_SMTP,
@@ -149,6 +150,10 @@ struct dg_config {
 	struct penalty_config penalty;  /* .trusted points at penalty_trusted */
 	struct penalty_net *penalty_trusted;
 	size_t penalty_trusted_count;
+	/* [server] proxy_protocol_trusted: load balancers whose PROXY address
+	   (nginx's Proxy-Protocol-Addr) is believed; none by default */
+	struct penalty_net *proxy_trusted;
+	size_t proxy_trusted_count;
 	/* [metrics]: Prometheus listener (metrics_http.h); NULL: none */
 	char *metrics_listen_text;
 	struct dg_listen metrics_listen;

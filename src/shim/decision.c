@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "cache.h"
+#include "client_addr.h"
 #include "external.h"
 #include "metrics.h"
 #include "penalty.h"
@@ -28,8 +29,7 @@ struct decision {
 	struct timespec start;
 	struct authhttp_request req;
 	/* client facts for a ticket, read while nginx's headers are at hand */
-	char rip[INET6_ADDRSTRLEN];
-	int rport;                      /* 0: unknown */
+	struct client_addr client;      /* rip: the address decisions use */
 	bool tls;
 	char tls_protocol[32];
 
@@ -142,7 +142,8 @@ static void log_decision(struct decision *d)
 		kv_addn(&kv, "user", r->user, r->user_len);
 	else
 		kv_add(&kv, "user", r->user_raw);
-	kv_add(&kv, "rip", r->client_ip);
+	/* the address acted on (penalties, ticket, exemption), not just Client-IP */
+	kv_add(&kv, "rip", d->client.rip[0] != '\0' ? d->client.rip : r->client_ip);
 	kv_add(&kv, "result", d->result);
 	kv_add(&kv, "reason", d->reason);
 	if (d->detail[0] != '\0')
@@ -161,6 +162,10 @@ static void log_decision(struct decision *d)
 		else
 			kv_addf(&kv, "delay", "%u", d->penalty_delay);
 	}
+	if (d->client.via[0] != '\0')
+		kv_add(&kv, "via", d->client.via);
+	if (d->client.claimed[0] != '\0')
+		kv_add(&kv, "claimed", d->client.claimed);
 	kv_addf(&kv, "duration_ms", "%.1f", ms);
 	metrics_decision(r->has_proto ? (int)r->proto : -1,
 			 r->method_name != NULL ? (int)r->method : -1, d->result, d->reason,
@@ -235,8 +240,8 @@ static void set_wait(struct authhttp_response *resp, const struct penalty_decisi
 	}
 }
 
-/* The real client (d->rip: Proxy-Protocol-Addr, else Client-IP) pays for a
-   failure and is cleared by a success. */
+/* The real client (d->client.rip: Client-IP, or a trusted balancer's PROXY
+   address) pays for a failure and is cleared by a success. */
 static void apply_penalty(struct decision *d)
 {
 	struct penalty *p = d->rt->penalty;
@@ -244,8 +249,8 @@ static void apply_penalty(struct decision *d)
 	struct penalty_addr ip;
 	struct penalty_decision pd;
 
-	if (p == NULL || d->result == NULL || d->rip[0] == '\0' ||
-	    penalty_addr_parse(d->rip, &ip) < 0)
+	if (p == NULL || d->result == NULL || d->client.rip[0] == '\0' ||
+	    penalty_addr_parse(d->client.rip, &ip) < 0)
 		return;
 	if (strcmp(d->result, "ok") == 0) {
 		/* method none routes without credentials: no proof of anything */
@@ -316,7 +321,6 @@ static void verify_work(void *arg)
 
 /* ---- the backend ------------------------------------------------------------ */
 
-static bool is_ip(const char *s);
 
 /* The credentials for the chosen backend, d->target. */
 static void respond_to_target(struct decision *d)
@@ -328,7 +332,7 @@ static void respond_to_target(struct decision *d)
 		.user_len = d->remote_user != NULL ? strlen(d->remote_user) : r->user_len,
 		.pass = r->pass, .pass_len = r->pass_len,
 		.session = d->session, .proto = r->proto,
-		.rip = d->rip, .rport = d->rport,
+		.rip = d->client.rip, .rport = d->client.rport,
 		.tls = d->tls, .tls_protocol = d->tls_protocol,
 		.audience = d->target.audience[0] != '\0' ? d->target.audience : NULL,
 	};
@@ -403,7 +407,7 @@ static void respond_verified(struct decision *d)
 		outcome_error(d, "no_backend", detail, true);
 		return;
 	}
-	if (is_ip(d->route_host)) {
+	if (client_addr_is_ip(d->route_host)) {
 		use_address(d, d->route_host);
 		return;
 	}
@@ -583,7 +587,7 @@ static void ask_dovecot(struct decision *d)
 {
 	const struct authhttp_request *r = &d->req;
 	struct pdc_auth a = {
-		.service = dovecot_service(r->proto), .rip = d->rip,
+		.service = dovecot_service(r->proto), .rip = d->client.rip,
 		.session = d->session, .secured = d->tls,
 		.no_penalty = passdb_remote_no_penalty(d->rt->passdb),
 		.user = r->user, .user_len = r->user_len,
@@ -870,41 +874,18 @@ static const char *single_header(const struct authhttp_pair *pairs, size_t count
 	return found;
 }
 
-static bool is_ip(const char *s)
-{
-	unsigned char bin[sizeof(struct in6_addr)];
-
-	return inet_pton(AF_INET, s, bin) == 1 || inet_pton(AF_INET6, s, bin) == 1;
-}
-
-/* Decimal 1..65535, else 0 (unknown). */
-static int port_number(const char *s)
-{
-	size_t len = s != NULL ? strlen(s) : 0;
-	long v;
-
-	if (len == 0 || len > 5 || s[0] == '0' || strspn(s, "0123456789") != len)
-		return 0;
-	v = strtol(s, NULL, 10);
-	return v <= 65535 ? (int)v : 0;
-}
-
-/* nginx has no Client-Port; the port is known only when a balancer in front
-   of nginx sent PROXY, and then Proxy-Protocol-Addr is the client (Client-IP
-   may be the balancer). */
+/* The client's address: Client-IP, or Proxy-Protocol-Addr/-Port when
+   Client-IP is a trusted load balancer (client_addr.h). */
 static void read_client_facts(struct decision *d, const struct authhttp_pair *pairs,
 			      size_t count)
 {
-	const char *addr = single_header(pairs, count, "Proxy-Protocol-Addr");
+	const struct dg_config *cfg = &d->rt->cfg;
 	const char *ssl = single_header(pairs, count, "Auth-SSL");
 	const char *tlsv = single_header(pairs, count, "Auth-SSL-Protocol");
 
-	if (addr != NULL && strlen(addr) < sizeof(d->rip) && is_ip(addr)) {
-		strcpy(d->rip, addr);
-		d->rport = port_number(single_header(pairs, count, "Proxy-Protocol-Port"));
-	} else if (d->req.client_ip != NULL && strlen(d->req.client_ip) < sizeof(d->rip)) {
-		strcpy(d->rip, d->req.client_ip);
-	}
+	client_addr_choose(cfg->proxy_trusted, cfg->proxy_trusted_count, d->req.client_ip,
+			   single_header(pairs, count, "Proxy-Protocol-Addr"),
+			   single_header(pairs, count, "Proxy-Protocol-Port"), &d->client);
 	d->tls = ssl != NULL && strcmp(ssl, "on") == 0;
 	/* e.g. "TLSv1.3": a plain token or nothing */
 	if (d->tls && tlsv != NULL && strlen(tlsv) < sizeof(d->tls_protocol) &&

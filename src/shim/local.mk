@@ -5,6 +5,7 @@ src_shim_libdgshim_a_SOURCES = \
 	src/shim/authhttp.c src/shim/authhttp.h \
 	src/shim/backend.c src/shim/backend.h \
 	src/shim/cache.c src/shim/cache.h \
+	src/shim/client_addr.c src/shim/client_addr.h \
 	src/shim/config.c src/shim/config.h \
 	src/shim/credentials.c src/shim/credentials.h \
 	src/shim/decision.c src/shim/decision.h \

@@ -1,10 +1,12 @@
 #include "runtime.h"
 
+#include <pwd.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "filetrust.h"
 #include "schemes.h"
 
 static int load_secret(struct runtime *rt, struct dglog *log, char *err, size_t errlen)
@@ -127,6 +129,15 @@ static void runtime_free(struct runtime *rt)
 	free(rt);
 }
 
+/* Key and secret files may belong to [server] user, who re-reads them on
+   SIGHUP (filetrust.h): accept that owner, too, while still root. */
+static void allow_service_user(const struct dg_config *cfg)
+{
+	const struct passwd *pw = cfg->user != NULL ? getpwnam(cfg->user) : NULL;
+
+	filetrust_allow_owner(pw != NULL ? pw->pw_uid : (uid_t)-1);
+}
+
 struct runtime *runtime_load(const char *config_path, bool strict,
 			     struct dglog *log, char *err, size_t errlen)
 {
@@ -141,6 +152,7 @@ struct runtime *runtime_load(const char *config_path, bool strict,
 		free(rt);
 		return NULL;
 	}
+	allow_service_user(&rt->cfg);
 	if (load_secret(rt, log, err, errlen) < 0 ||
 	    credentials_init(&rt->cred, &rt->cfg, err, errlen) < 0 ||
 	    load_passdb(rt, strict, log, err, errlen) < 0 ||

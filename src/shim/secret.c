@@ -1,4 +1,5 @@
 #include "secret.h"
+#include "filetrust.h"
 #include "readall.h"
 
 #include <errno.h>
@@ -30,7 +31,7 @@ static int check_content(const char *buf, size_t len, const char **why)
 	return 0;
 }
 
-static int check_mode(int fd, bool private_only, bool *insecure_r,
+static int check_mode(int fd, const char *path, bool private_only, bool *insecure_r,
 		      const char **why, char *whybuf, size_t whylen)
 {
 	struct stat st;
@@ -52,13 +53,15 @@ static int check_mode(int fd, bool private_only, bool *insecure_r,
 		*why = whybuf;
 		return -1;
 	}
-	return 0;
+	/* nobody else may change or replace it */
+	*why = filetrust_check(fd, path, whybuf, whylen);
+	return *why != NULL ? -1 : 0;
 }
 
 int secret_read(const char *path, bool private_only, struct secret *out,
 		bool *insecure_r, char *err, size_t errlen)
 {
-	char buf[SECRET_MAX_BYTES + 2], whybuf[128];
+	char buf[SECRET_MAX_BYTES + 2], whybuf[512];
 	const char *why = NULL;
 	ssize_t n;
 	size_t len;
@@ -71,7 +74,7 @@ int secret_read(const char *path, bool private_only, struct secret *out,
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
 	}
-	if (check_mode(fd, private_only, insecure_r, &why, whybuf, sizeof(whybuf)) < 0) {
+	if (check_mode(fd, path, private_only, insecure_r, &why, whybuf, sizeof(whybuf)) < 0) {
 		close(fd);
 		snprintf(err, errlen, "%s: %s", path, why);
 		return -1;

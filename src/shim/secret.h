@@ -16,6 +16,7 @@ struct secret {
    non-empty, free of control bytes and of leading/trailing spaces, because it
    travels as an HTTP header value (nginx trims spaces).
    If `private_only`, refuse files any group/other permission bit set.
+   Always refuse a file another user could change or replace (filetrust.h).
    *insecure_r (if not NULL) tells whether group/others may read the file.
    Errors go to err as "PATH: why". */
 int secret_read(const char *path, bool private_only, struct secret *out,

@@ -201,3 +201,28 @@ def test_module_for_another_dovecot_is_refused_not_crashed(rendered):
     assert re.search(rf"Fatal: .*Module is for different ABI version {re.escape(version)} "
                      r"\(we have 2\.[34]\.ABIv", text), text[-3000:]
     assert_no_crash(text)
+
+
+OPEN_PEERS = r"passdb dovegate: allow_real_nets is not set: tickets are accepted from any peer"
+
+
+def test_unset_allow_real_nets_is_warned_about(rendered):
+    """Without allow_real_nets a ticket works from any client: say so at start."""
+    c = rendered
+    keys, audience = c.values["TICKET_KEYRING"], c.values["TICKET_AUDIENCE"]
+    if dovecot_line() == "2.4":
+        replace_passdb(c, f"  keys = {keys}\n  audience = {audience}\n")
+    else:
+        replace_passdb(c, f"  args = keys={keys} audience={audience}\n")
+    text, running = dovecot_output(c, OPEN_PEERS)
+    assert re.search(r"Warning: " + OPEN_PEERS + r", not only from nginx; set allow_real_nets "
+                     r"to nginx's addresses", text), text[-3000:]
+    assert running, text[-3000:]
+    assert_no_crash(text)
+
+
+def test_set_allow_real_nets_is_not_warned_about(rendered):
+    c = rendered
+    text, _ = dovecot_output(c, r"passdb dovegate: audience=")
+    assert re.search(r"passdb dovegate: audience=\S+ .*allow_real_nets=(?!any)", text), text[-3000:]
+    assert not re.search(OPEN_PEERS, text), text[-3000:]

@@ -254,3 +254,85 @@ def test_key_rotation(rotation_chain):
     watch.wait_for(r"key ring .* reloaded \(1 keys\)")
     watch.wait_for(r"dovegate: ticket refused: reason=unknown_key kid=chain-1\b")
     nginx_login("chain-2")
+
+
+def ticket_claim(chain, ticket, name):
+    out = dovegate(chain, "ticket", "inspect", ticket).stdout
+    m = re.search(rf'"{name}":("[^"]*"|\d+)', out)
+    return json.loads(m.group(1)) if m else None
+
+
+def proxied_headers(chain, name, password, client_ip, pp_addr):
+    h = nginx_headers(chain, name, password)
+    h.update({"Client-IP": client_ip, "Proxy-Protocol-Addr": pp_addr,
+              "Proxy-Protocol-Port": "40999"})
+    return h
+
+
+def test_proxy_protocol_addr_is_only_a_claim_by_default(chain, logs):
+    """Anyone reaching a proxy_protocol listener of nginx can send PROXY: its
+    address must not become the ticket's rip (nor the penalised address)
+    unless Client-IP is a configured load balancer."""
+    name, password = user(chain, "alice")
+    resp = auth_http(chain, proxied_headers(chain, name, password, "192.0.2.55", "198.51.100.77"))
+    assert resp["auth-status"] == "OK"
+    assert ticket_claim(chain, resp["auth-pass"], "rip") == "192.0.2.55"
+    assert ticket_claim(chain, resp["auth-pass"], "rport") is None
+    decision(logs, user=name, rip="192.0.2.55", result="ok", claimed="198.51.100.77")
+
+
+def test_proxy_protocol_addr_from_a_trusted_balancer(chain, logs):
+    """[server] proxy_protocol_trusted: from those networks the PROXY address
+    is the client, in the ticket and as the decision line's rip=."""
+    from conftest import LogWatch
+    name, password = user(chain, "alice")
+    conf = chain.path("etc", "dovegate-auth.conf")
+    original = open(conf).read()
+    auth_log = LogWatch(chain.env["LOG_AUTH"])
+    write_atomic(conf, original.replace("[server]\n", "[server]\nproxy_protocol_trusted = 192.0.2.0/24\n", 1))
+    try:
+        chain.procs["dovegate-auth"].send_signal(signal.SIGHUP)
+        auth_log.wait_for(r"configuration reloaded")
+        resp = auth_http(chain, proxied_headers(chain, name, password, "192.0.2.55", "198.51.100.77"))
+        assert resp["auth-status"] == "OK"
+        assert ticket_claim(chain, resp["auth-pass"], "rip") == "198.51.100.77"
+        assert ticket_claim(chain, resp["auth-pass"], "rport") == 40999
+        decision(logs, user=name, rip="198.51.100.77", result="ok", via="192.0.2.55")
+        # another peer is no balancer: its claim stays a claim
+        resp = auth_http(chain, proxied_headers(chain, name, password, "203.0.113.9", "198.51.100.78"))
+        assert ticket_claim(chain, resp["auth-pass"], "rip") == "203.0.113.9"
+    finally:
+        write_atomic(conf, original)
+        chain.procs["dovegate-auth"].send_signal(signal.SIGHUP)
+        auth_log.wait_for(r"configuration reloaded")
+
+
+def test_key_ring_others_can_write_is_refused(chain, logs, tmp_path):
+    """Like OpenSSH's StrictModes: a key ring others may change is refused by
+    the passdb (which keeps its previous keys) and by the CLI, naming the fix."""
+    from conftest import LogWatch
+    ring = chain.values["TICKET_KEYRING"]
+    text = open(ring).read()
+    name, password = user(chain, "alice")
+    watch = LogWatch(chain.env["LOG_DOVECOT"])
+    try:
+        write_atomic(ring, text + "# touched\n")
+        os.chmod(ring, 0o666)
+        time.sleep(1.1)
+        c = imap(chain)
+        assert c.login(name, password)[0] == "OK"   # the previous keys stay
+        c.logout()
+        watch.wait_for(rf"key ring not reloaded: .*{re.escape(ring)}: is writable by group or "
+                       rf"others \(mode 0666\); run chmod go-w {re.escape(ring)}")
+        out = dovegate(chain, "ticket", "verify", "--keys", ring, "x", check=False)
+        assert out.returncode != 0 and f"run chmod go-w {ring}" in out.stderr
+    finally:
+        write_atomic(ring, text)
+    # a directory others can write to (no sticky bit) is refused, too
+    d = tmp_path / "keys"
+    d.mkdir()
+    (d / "ring").write_text(text)
+    os.chmod(d / "ring", 0o644)
+    os.chmod(d, 0o777)
+    out = dovegate(chain, "ticket", "verify", "--keys", str(d / "ring"), "x", check=False)
+    assert out.returncode != 0 and f"is in directory {d}, writable by group or others" in out.stderr

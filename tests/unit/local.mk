@@ -98,3 +98,16 @@ tests_unit_test_dns_LDADD = $(DG_SHIM_LIBS) $(CMOCKA_LIBS)
 TESTS += tests/unit/test_dns
 endif
 EXTRA_DIST += tests/vectors/dovecot-pw.txt tests/vectors/paseto
+
+# the passdb's replay cache (src/plugin/replay_cache.c): Dovecot's flags and
+# lib (hash table, priority queue), like the module itself
+if UNIT_TESTS
+check_PROGRAMS += tests/unit/test_replay_cache
+tests_unit_test_replay_cache_SOURCES = tests/unit/test_replay_cache.c \
+	src/plugin/replay_cache.c src/plugin/replay_cache.h
+tests_unit_test_replay_cache_CPPFLAGS = $(LIBDOVECOT_INCLUDE) -I$(top_srcdir)/src/plugin
+tests_unit_test_replay_cache_CFLAGS = $(DOVECOT_MODULE_CFLAGS) $(CMOCKA_CFLAGS)
+tests_unit_test_replay_cache_LDADD = $(LIBDOVECOT) $(CMOCKA_LIBS)
+tests_unit_test_replay_cache_LDFLAGS = -Wl,-rpath,$(dovecotdir)
+TESTS += tests/unit/test_replay_cache
+endif

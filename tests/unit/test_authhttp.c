@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "authhttp.h"
@@ -20,6 +21,7 @@
 #include "decision.h"
 #include "external.h"
 #include "log.h"
+#include "penalty.h"
 #include "runtime.h"
 #include "session.h"
 
@@ -1166,6 +1168,76 @@ static void test_decision_response_too_large(void **state)
 	assert_null(strstr(line, "mmmm"));
 }
 
+/* ---- whose address: Client-IP or a balancer's PROXY address ----------- */
+
+static int64_t now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
+static unsigned score_of(struct penalty *p, const char *ip)
+{
+	struct penalty_addr a;
+
+	assert_int_equal(penalty_addr_parse(ip, &a), 0);
+	return penalty_peek(p, &a, NULL, now_s());
+}
+
+/* A wrong password from Client-IP 192.0.2.55 claiming (PROXY) 198.51.100.77. */
+static const char *decide_proxied_failure(struct fixture *fx, struct penalty *p)
+{
+	char err[256];
+	struct reqb b;
+
+	assert_int_equal(runtime_attach_penalty(fx->rt, p, err, sizeof(err)), 0);
+	reqb_init(&b);
+	reqb_set(&b, "Auth-Pass", "wrong");
+	reqb_set(&b, "Client-IP", "192.0.2.55");
+	reqb_set(&b, "Proxy-Protocol-Addr", "198.51.100.77");
+	reqb_set(&b, "Proxy-Protocol-Port", "4711");
+	return decide(fx, &b);
+}
+
+/* Without proxy_protocol_trusted nobody's PROXY address is believed: the
+   failure is Client-IP's, and the log says what was claimed. */
+static void test_decision_proxy_addr_untrusted(void **state)
+{
+	struct fixture *fx = *state;
+	struct penalty *p = penalty_new();
+	const char *line = decide_proxied_failure(fx, p);
+
+	assert_true(score_of(p, "192.0.2.55") > 0);
+	assert_int_equal(score_of(p, "198.51.100.77"), 0);
+	assert_non_null(strstr(line, " rip=192.0.2.55 result=fail reason=bad_password"));
+	assert_non_null(strstr(line, " claimed=198.51.100.77 "));
+	assert_null(strstr(line, " via="));
+	penalty_free(p);         /* borrowed by fx->rt, which never uses it again */
+}
+
+/* From a configured balancer the PROXY address is the client, and rip= in
+   the log is that address (via= the balancer). */
+static void test_decision_proxy_addr_trusted(void **state)
+{
+	struct fixture *fx = *state;
+	struct penalty *p = penalty_new();
+	struct penalty_net *lb = calloc(1, sizeof(*lb));
+	const char *error, *line;
+
+	assert_int_equal(penalty_net_parse("192.0.2.0/24", lb, &error), 0);
+	fx->rt->cfg.proxy_trusted = lb;          /* freed by config_free() */
+	fx->rt->cfg.proxy_trusted_count = 1;
+	line = decide_proxied_failure(fx, p);
+	assert_non_null(strstr(line, " rip=198.51.100.77 result=fail reason=bad_password"));
+	assert_non_null(strstr(line, " via=192.0.2.55 "));
+	assert_null(strstr(line, " claimed="));
+	assert_true(score_of(p, "198.51.100.77") > 0);
+	assert_int_equal(score_of(p, "192.0.2.55"), 0);
+	penalty_free(p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1205,6 +1277,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_decision_external, fixture_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_external_map, fixture_setup, fixture_teardown),
 		cmocka_unit_test_setup_teardown(test_decision_response_too_large, fixture_setup, fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_decision_proxy_addr_untrusted, fixture_setup,
+						fixture_teardown),
+		cmocka_unit_test_setup_teardown(test_decision_proxy_addr_trusted, fixture_setup,
+						fixture_teardown),
 	};
 
 	if (sodium_init() < 0)

@@ -411,6 +411,32 @@ static void test_penalty_section(void **state)
 	expect_error(t, text, 24, "trusted_networks: 'localhost': not an IP address");
 }
 
+/* [server] proxy_protocol_trusted: the load balancers whose PROXY address is
+   believed (client_addr.h); none by default. [server] comes after VALID's
+   last section, so it is opened again. */
+static void test_proxy_protocol_trusted(void **state)
+{
+	struct tmpdir *t = *state;
+	struct dg_config cfg;
+	char text[2048];
+
+	assert_int_equal(load(t, VALID, &cfg), 0);
+	assert_int_equal(cfg.proxy_trusted_count, 0);
+	config_free(&cfg);
+
+	snprintf(text, sizeof(text), "%s[server]\nproxy_protocol_trusted = 10.1.0.0/16 2001:db8::5\n",
+		 VALID);
+	assert_int_equal(load(t, text, &cfg), 0);
+	assert_int_equal(cfg.proxy_trusted_count, 2);
+	assert_int_equal(cfg.proxy_trusted[0].prefix, 16);
+	assert_int_equal(cfg.proxy_trusted[1].prefix, 128);
+	assert_int_equal(cfg.penalty_trusted_count, 0);
+	config_free(&cfg);
+
+	snprintf(text, sizeof(text), "%s[server]\nproxy_protocol_trusted = lb.example.org\n", VALID);
+	expect_error(t, text, 24, "proxy_protocol_trusted: 'lb.example.org': not an IP address");
+}
+
 static void test_required(void **state)
 {
 	struct tmpdir *t = *state;
@@ -482,6 +508,29 @@ static void test_insecure_master_password_file(void **state)
 	struct runtime *rt = runtime_load(t->conf, true, &t->log, t->err, sizeof(t->err));
 	assert_non_null(rt);
 	runtime_unref(rt);
+}
+
+/* The shared secret: readable by a group is only warned about, but a file
+   others can change (or one in a directory they can write to) is refused. */
+static void test_untrusted_secret_file(void **state)
+{
+	struct tmpdir *t = *state;
+	char want[1024];
+
+	write_file(t, "dovegate-auth.conf", VALID, 0644);
+	write_file(t, "secret", "s3cr3t\n", 0662);
+	assert_null(runtime_load(t->conf, true, &t->log, t->err, sizeof(t->err)));
+	snprintf(want, sizeof(want), "%s:5: secret_file %s/secret: is writable by group "
+		 "or others (mode 0662); run chmod go-w %s/secret", t->conf, t->dir, t->dir);
+	assert_string_equal(t->err, want);
+	write_file(t, "secret", "s3cr3t\n", 0600);
+	assert_int_equal(chmod(t->dir, 0777), 0);
+	assert_null(runtime_load(t->conf, true, &t->log, t->err, sizeof(t->err)));
+	assert_non_null(strstr(t->err, "secret_file "));
+	snprintf(want, sizeof(want), ": is in directory %s, writable by group or others "
+		 "(mode 0777); run chmod go-w %s", t->dir, t->dir);
+	assert_non_null(strstr(t->err, want));
+	assert_int_equal(chmod(t->dir, 0700), 0);
 }
 
 static void test_bad_secret_files(void **state)
@@ -737,13 +786,17 @@ static void test_ticket_decision(void **state)
 	struct runtime *rt;
 	const char *line;
 
-	write_file(t, "dovegate-auth.conf", TICKET_CONF, 0644);
+	/* nginx's peer 192.0.2.1 is a configured load balancer: its PROXY
+	   address is the client, in the ticket and in the log */
+	write_file(t, "dovegate-auth.conf", TICKET_CONF
+		   "[server]\nproxy_protocol_trusted = 192.0.2.0/24\n", 0644);
 	rt = runtime_load(t->conf, true, &t->log, t->err, sizeof(t->err));
 	assert_non_null(rt);
 	line = decide(rt, &t->log, pairs, N(pairs), pass);
 	runtime_unref(rt);
-	assert_non_null(strstr(line, " rip=192.0.2.1 result=ok reason=- "
+	assert_non_null(strstr(line, " rip=2001:db8::7 result=ok reason=- "
 			       "backend=127.0.0.1:10143 mode=ticket attempt=1 "));
+	assert_non_null(strstr(line, " via=192.0.2.1 "));
 	assert_non_null(strstr(line, "session="));
 	assert_int_equal(sscanf(strstr(line, "session="), "session=%63s", session), 1);
 	check_ticket(t, pass, &l, &c);
@@ -752,6 +805,36 @@ static void test_ticket_decision(void **state)
 	assert_true(c.tls);
 	assert_string_equal(c.tls_protocol, "TLSv1.3");
 	assert_null(strstr(line, pass));
+}
+
+/* Without proxy_protocol_trusted, a PROXY address is only a claim: the
+   ticket's rip is Client-IP and its port unknown. */
+static void test_ticket_decision_untrusted_proxy(void **state)
+{
+	struct tmpdir *t = *state;
+	const struct authhttp_pair pairs[] = {
+		{ "Auth-Method", "plain" }, { "Auth-User", "alice" }, { "Auth-Pass", "x" },
+		{ "Auth-Protocol", "imap" }, { "Auth-Login-Attempt", "1" },
+		{ "Client-IP", "192.0.2.55" }, { "Proxy-Protocol-Addr", "198.51.100.77" },
+		{ "Proxy-Protocol-Port", "51234" }, { "X-Dovegate-Secret", "s3cr3t" },
+	};
+	char pass[TICKET_MAX_LEN + 1] = "", session[64];
+	struct ticket_claims c;
+	struct cred_login l = { .user = "alice", .session = session, .proto = DG_PROTO_IMAP };
+	struct runtime *rt;
+	const char *line;
+
+	write_file(t, "dovegate-auth.conf", TICKET_CONF, 0644);
+	rt = runtime_load(t->conf, true, &t->log, t->err, sizeof(t->err));
+	assert_non_null(rt);
+	line = decide(rt, &t->log, pairs, N(pairs), pass);
+	runtime_unref(rt);
+	assert_int_equal(sscanf(strstr(line, "session="), "session=%63s", session), 1);
+	check_ticket(t, pass, &l, &c);
+	assert_string_equal(c.rip, "192.0.2.55");
+	assert_int_equal(c.rport, 0);
+	assert_non_null(strstr(line, " rip=192.0.2.55 result=ok "));
+	assert_non_null(strstr(line, " claimed=198.51.100.77 "));
 }
 
 /* ---- per-protocol credentials modes --------------------------------------- */
@@ -879,6 +962,7 @@ int main(void)
 		T(test_unknown_section),
 		T(test_methods_sections),
 		T(test_penalty_section),
+		T(test_proxy_protocol_trusted),
 		T(test_syntax_errors),
 		T(test_bad_listen),
 		T(test_listen_forms),
@@ -888,12 +972,14 @@ int main(void)
 		T(test_runtime_ok),
 		T(test_insecure_master_password_file),
 		T(test_bad_secret_files),
+		T(test_untrusted_secret_file),
 		T(test_users_file),
 		T(test_passthrough_needs_no_master),
 		T(test_ticket_config),
 		T(test_ticket_key_errors),
 		T(test_ticket_response),
 		T(test_ticket_decision),
+		T(test_ticket_decision_untrusted_proxy),
 		T(test_per_protocol_modes),
 		T(test_per_protocol_mode_errors),
 		T(test_per_protocol_credentials),

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "filetrust.h"
 #include "keyring.h"
 #include "ticket.h"
 #include "ticket_json.h"
@@ -859,6 +860,86 @@ static void test_secret_key_file(void **state)
 	assert_string_equal(k->err, want);
 }
 
+/* Key files nobody else can change or replace (filetrust.h), like OpenSSH's
+   StrictModes: refused with the file (or directory) and the fix. */
+static void expect_untrusted(struct keydir *k, const char *path, const char *want)
+{
+	char full[1024];
+
+	assert_null(keyring_load(path, k->err, sizeof(k->err)));
+	snprintf(full, sizeof(full), "%s: %s", path, want);
+	assert_string_equal(k->err, full);
+}
+
+static void test_key_file_trust(void **state)
+{
+	struct keydir *k = *state;
+	char sub[128], want[512], tmpring[] = "/tmp/dg-test-ring-XXXXXX";
+	unsigned char sk[TICKET_SK_BYTES];
+	char kid[TICKET_KID_MAX + 1];
+	struct keyring *ring;
+	const char *path;
+	int fd;
+
+	path = keyfile(k, "ring", 0664, "k1 %s\n", k->pub1);
+	snprintf(want, sizeof(want), "is writable by group or others (mode 0664); "
+		 "run chmod go-w %s", path);
+	expect_untrusted(k, path, want);
+	assert_int_equal(chmod(path, 0666), 0);
+	snprintf(want, sizeof(want), "is writable by group or others (mode 0666); "
+		 "run chmod go-w %s", path);
+	expect_untrusted(k, path, want);
+
+	/* in a directory others may write to (no sticky bit) */
+	snprintf(sub, sizeof(sub), "%s/keys", k->dir);
+	assert_int_equal(mkdir(sub, 0755), 0);
+	assert_int_equal(chmod(sub, 0777), 0);
+	path = keyfile(k, "keys/ring", 0644, "k1 %s\n", k->pub1);
+	snprintf(want, sizeof(want), "is in directory %s, writable by group or others "
+		 "(mode 0777); run chmod go-w %s", sub, sub);
+	expect_untrusted(k, path, want);
+	path = keyfile(k, "keys/k1.key", 0600, "k1 %s\n", k->sec1);
+	assert_false(ticket_secret_key_load(path, kid, sk, k->err, sizeof(k->err)));
+	assert_non_null(strstr(k->err, want));
+	assert_int_equal(chmod(sub, 0755), 0);
+	assert_true(ticket_secret_key_load(path, kid, sk, k->err, sizeof(k->err)));
+	sodium_memzero(sk, sizeof(sk));
+
+	/* root's sticky /tmp is fine */
+	fd = mkstemp(tmpring);
+	assert_true(fd >= 0);
+	assert_true(write(fd, "k1 ", 3) == 3);
+	assert_true(write(fd, k->pub1, strlen(k->pub1)) == (ssize_t)strlen(k->pub1));
+	assert_true(write(fd, "\n", 1) == 1);
+	close(fd);
+	assert_int_equal(chmod(tmpring, 0644), 0);
+	ring = keyring_load(tmpring, k->err, sizeof(k->err));
+	unlink(tmpring);
+	if (ring == NULL)
+		fail_msg("%s", k->err);
+	keyring_free(ring);
+
+	if (geteuid() != 0)
+		return;         /* ownership needs root to set up */
+	path = keyfile(k, "keys/ring", 0644, "k1 %s\n", k->pub1);
+	assert_int_equal(chown(path, 65534, 65534), 0);
+	snprintf(want, sizeof(want), "is owned by uid 65534, neither root nor this "
+		 "process's user; run chown root %s", path);
+	expect_untrusted(k, path, want);
+	/* unless that is the service user's */
+	filetrust_allow_owner(65534);
+	ring = keyring_load(path, k->err, sizeof(k->err));
+	filetrust_allow_owner((uid_t)-1);
+	if (ring == NULL)
+		fail_msg("%s", k->err);
+	keyring_free(ring);
+	assert_int_equal(chown(path, 0, 0), 0);
+	assert_int_equal(chown(sub, 65534, 65534), 0);
+	snprintf(want, sizeof(want), "is in directory %s, owned by uid 65534, neither "
+		 "root nor this process's user; run chown root %s", sub, sub);
+	expect_untrusted(k, path, want);
+}
+
 int main(void)
 {
 #define K(f) cmocka_unit_test_setup_teardown(f, keydir_setup, keydir_teardown)
@@ -881,6 +962,7 @@ int main(void)
 		K(test_keyring_file),
 		K(test_keyring_verify),
 		K(test_secret_key_file),
+		K(test_key_file_trust),
 	};
 
 	if (sodium_init() < 0)
