@@ -350,8 +350,11 @@ def arrived(metrics_url):
     return answered + in_flight, in_flight
 
 
-def test_sigterm_answers_requests_in_flight():
-    d = tempfile.mkdtemp(prefix="dovegate-drain-", dir="/tmp")
+def drain_daemon(prefix, extra=""):
+    """A dovegate-auth of its own with DRAIN_CONFIG (+ extra) and one
+    ARGON2ID user erin; returns (dir, auth port, metrics port, process,
+    its log file). The caller waits for it to listen and stops it."""
+    d = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
     port, backend, metrics = free_ports(3)
     dovegate = os.path.join(BUILD_DIR, "src/tools/dovegate")
     hashed = subprocess.run([dovegate, "pw", "-s", "ARGON2ID", "-p", "erin-pass"], check=True,
@@ -360,10 +363,15 @@ def test_sigterm_answers_requests_in_flight():
     with open(f"{d}/users", "w") as f:
         f.write(f"erin:{hashed}::::::\n")
     with open(f"{d}/auth.conf", "w") as f:
-        f.write(DRAIN_CONFIG.format(port=port, dir=d, backend=backend, metrics=metrics))
+        f.write(DRAIN_CONFIG.format(port=port, dir=d, backend=backend, metrics=metrics) + extra)
     logf = open(f"{d}/auth.log", "wb")
     proc = subprocess.Popen([os.path.join(BUILD_DIR, "src/shim/dovegate-auth"), "-c", f"{d}/auth.conf"],
                             stdout=logf, stderr=subprocess.STDOUT)
+    return d, port, metrics, proc, logf
+
+
+def test_sigterm_answers_requests_in_flight():
+    d, port, metrics, proc, logf = drain_daemon("dovegate-drain-")
     url = f"http://127.0.0.1:{port}/auth"
     try:
         deadline = time.monotonic() + 10
@@ -412,22 +420,9 @@ def test_clients_that_reset_before_the_reply_are_not_in_flight_forever():
     libevent frees such a request without its completion callback. The
     in-flight count must still come back to 0, and SIGTERM must then stop
     at once instead of waiting the whole drain time (30 s) for them."""
-    d = tempfile.mkdtemp(prefix="dovegate-reset-", dir="/tmp")
-    port, backend, metrics = free_ports(3)
+    # no cache: every request waits for the one hash thread
+    d, port, metrics, proc, logf = drain_daemon("dovegate-reset-", "[cache]\nsize = 0\n")
     metrics_url = f"http://127.0.0.1:{metrics}/metrics"
-    dovegate = os.path.join(BUILD_DIR, "src/tools/dovegate")
-    hashed = subprocess.run([dovegate, "pw", "-s", "ARGON2ID", "-p", "erin-pass"], check=True,
-                            capture_output=True, text=True).stdout.strip()
-    write_secret(f"{d}/secret", "drain-secret")
-    with open(f"{d}/users", "w") as f:
-        f.write(f"erin:{hashed}::::::\n")
-    with open(f"{d}/auth.conf", "w") as f:
-        # no cache: every request waits for the one hash thread
-        f.write(DRAIN_CONFIG.format(port=port, dir=d, backend=backend, metrics=metrics)
-                + "[cache]\nsize = 0\n")
-    logf = open(f"{d}/auth.log", "wb")
-    proc = subprocess.Popen([os.path.join(BUILD_DIR, "src/shim/dovegate-auth"), "-c", f"{d}/auth.conf"],
-                            stdout=logf, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 10
         while "listening on" not in open(f"{d}/auth.log").read():
