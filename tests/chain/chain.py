@@ -17,6 +17,7 @@ import re
 import secrets
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -240,6 +241,14 @@ class Chain:
 
     # ---- preparation ---------------------------------------------------
     def prepare(self):
+        blocked = unreachable_dir(self.state)
+        if blocked:
+            mode = stat.S_IMODE(os.stat(blocked).st_mode)
+            raise ChainError(
+                f"state dir {self.state}: {blocked} is not searchable by other users "
+                f"(mode {mode:04o}), so Dovecot's unprivileged processes (dovecot, dovenull, "
+                f"mail) cannot read the users file or deliver mail there and every login "
+                f"would fail; run chmod o+x {blocked}, or pick another DOVEGATE_STATE_DIR")
         for d in ("etc", "logs", "run", "mail", "dovecot-base"):
             os.makedirs(self.path(d), exist_ok=True)
         # Dovecot's unprivileged auth, login and mail processes must reach files here.
@@ -470,7 +479,10 @@ service auth {{
         self.procs[name] = proc
         return proc
 
-    def start(self, timeout=30):
+    def start(self, timeout=30, ready_check=False):
+        """Start everything and write endpoints.env. ready_check: first make
+        sure the demo user logs in through nginx (scripts/run-chain: "ready"
+        means a login works)."""
         self.prepare()
         v = self.values
         try:
@@ -497,11 +509,38 @@ service auth {{
             wait_for_greeting(v["NGINX_SUBMISSION_PORT"], b"220", timeout, nginx, "nginx")
             wait_for_greeting(v["NGINX_SMTP_PORT"], b"220", timeout, nginx, "nginx")
             wait_for_port(v["NGINX_IMAPS_PORT"], timeout, nginx, "nginx")
+            if ready_check:
+                self.check_demo_login(timeout)
         except Exception:
             self.stop()
             raise
         self._write_endpoints()
         return self
+
+    def check_demo_login(self, timeout=30):
+        """The demo user logs in and out through nginx's IMAP port (retried
+        while dovegate-auth's health checks settle), else ChainError."""
+        import imaplib
+        user, password = self.users[0][0], self.users[0][1]
+        deadline = time.monotonic() + timeout
+        while True:
+            imap = None
+            try:
+                imap = imaplib.IMAP4("127.0.0.1", int(self.values["NGINX_IMAP_PORT"]), timeout=10)
+                imap.login(user, password)
+                imap.logout()
+                return
+            except (imaplib.IMAP4.error, OSError, EOFError) as e:
+                last = e
+                if imap is not None:
+                    try:
+                        imap.shutdown()
+                    except OSError:
+                        pass
+            if time.monotonic() >= deadline:
+                raise ChainError(f"everything started, but {user} cannot log in through nginx "
+                                 f"({last}); see the logs below")
+            time.sleep(0.5)
 
     # ---- Dovecot instances (backends) ------------------------------------
     def backend_proc_name(self, i):
@@ -670,15 +709,25 @@ def deliver_demo_mail(chain):
             lmtp.sendmail("postmaster@localhost", [user], msg)
 
 
+def unreachable_dir(path):
+    """The first directory above `path` that other users cannot search (no
+    o+x), or None. Dovecot's unprivileged processes (dovecot, dovenull, the
+    mail user) must reach the state dir: a 0700 one (mktemp -d, a home
+    directory) above it makes every login fail."""
+    d = os.path.dirname(os.path.abspath(path))
+    while True:
+        if os.path.exists(d) and not os.stat(d).st_mode & 0o001:
+            return d
+        if d == "/":
+            return None
+        d = os.path.dirname(d)
+
+
 def default_state_dir(build_dir):
     """BUILD_DIR/state, unless Dovecot's unprivileged processes cannot reach it
     (a checkout under a 0700 home directory): then /tmp/dovegate-chain."""
-    d = os.path.abspath(build_dir)
-    while d != "/":
-        if os.path.exists(d) and not os.stat(d).st_mode & 0o001:
-            return "/tmp/dovegate-chain"
-        d = os.path.dirname(d)
-    return os.path.join(build_dir, "state")
+    state = os.path.join(build_dir, "state")
+    return "/tmp/dovegate-chain" if unreachable_dir(state) else state
 
 
 def cmd_run(args):
@@ -692,7 +741,7 @@ def cmd_run(args):
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        chain.start()
+        chain.start(ready_check=True)
     except ChainError as e:
         print(f"chain: {e}", file=sys.stderr)
         print(chain.log_tails(20) if hasattr(chain, "values") else "", file=sys.stderr)

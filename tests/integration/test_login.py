@@ -6,14 +6,18 @@ dovegate-auth's decision line and Dovecot's Login: line.
 """
 import email.utils
 import imaplib
+import os
 import poplib
 import re
+import shutil
 import smtplib
 import subprocess
+import tempfile
 import time
 import uuid
 
 import pytest
+from conftest import BUILD_DIR, SRC_DIR
 from helpers import LOGGED_IN, LogWatch, auth_http, decision, imap, login_line, nginx_headers, user  # noqa: F401
 
 
@@ -220,3 +224,24 @@ def test_control_bytes_through_nginx_never_reach_dovecot(chain, logs):
     with pytest.raises(imaplib.IMAP4.error):
         c.authenticate("PLAIN", lambda _: f"\0{name}\0{password}\r\nDELETE INBOX".encode())
     decision(logs, proto="imap", user=name, result="fail", reason="bad_request")
+
+
+def test_run_chain_refuses_a_state_dir_dovecot_cannot_reach():
+    """scripts/run-chain with DOVEGATE_STATE_DIR under a 0700 directory (as
+    mktemp -d makes them): Dovecot's unprivileged processes could not read
+    the users file, so the chain would report ready while every login
+    fails. It stops with a message that names the directory and the fix,
+    and writes no endpoints.env."""
+    locked = tempfile.mkdtemp(prefix="dovegate-locked-", dir="/tmp")  # mode 0700
+    state = os.path.join(locked, "chain")
+    try:
+        out = subprocess.run(["/usr/bin/python3", os.path.join(SRC_DIR, "tests", "chain", "chain.py"),
+                              "run", "--build-dir", BUILD_DIR],
+                             env={**os.environ, "DOVEGATE_STATE_DIR": state},
+                             stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+        assert out.returncode != 0, out.stdout
+        assert (f"{locked} is not searchable by other users (mode 0700)" in out.stderr
+                and f"chmod o+x {locked}" in out.stderr), out.stderr
+        assert not os.path.exists(os.path.join(state, "endpoints.env"))
+    finally:
+        shutil.rmtree(locked, ignore_errors=True)
