@@ -19,10 +19,13 @@
 #include "routing.h"
 #include "schemes.h"
 #include "session.h"
+#include "throttle.h"
 
 struct decision {
 	struct runtime *rt;
 	struct dglog *log;
+	struct workers *workers;        /* NULL: verify inline */
+	struct event_base *base;        /* NULL: logins are never held */
 	decision_reply_fn *reply;
 	void *reply_ctx;
 	char session[SESSION_ID_LEN + 1];
@@ -62,6 +65,10 @@ struct decision {
 	const char *default_scheme;
 	enum scheme_result verified;
 	const char *verify_error;
+
+	/* brute-force protection before verifying (throttle.h) */
+	struct throttle throttle;
+	unsigned held;                  /* s the login was held before verifying */
 
 	/* brute-force protection, for the log; penalty_logged false: not consulted */
 	bool penalty_logged;
@@ -162,6 +169,8 @@ static void log_decision(struct decision *d)
 		else
 			kv_addf(&kv, "delay", "%u", d->penalty_delay);
 	}
+	if (d->held > 0)
+		kv_addf(&kv, "hold", "%u", d->held);
 	if (d->client.via[0] != '\0')
 		kv_add(&kv, "via", d->client.via);
 	if (d->client.claimed[0] != '\0')
@@ -212,9 +221,9 @@ static bool counts_as_failure(const struct decision *d)
 	return false;
 }
 
-/* Auth-Wait becomes the penalty's delay; none at all makes nginx close the
-   client connection (the attempt cap). */
-static void set_wait(struct authhttp_response *resp, const struct penalty_decision *pd)
+/* Auth-Wait becomes delay seconds (at least 1); close removes it, which
+   makes nginx close the client connection (the attempt cap). */
+static void set_wait(struct authhttp_response *resp, bool close, unsigned delay)
 {
 	char value[16];
 
@@ -224,13 +233,13 @@ static void set_wait(struct authhttp_response *resp, const struct penalty_decisi
 
 		if (strcmp(h->name, "Auth-Wait") != 0)
 			continue;
-		if (pd->close) {
+		if (close) {
 			free(h->value);
 			memmove(h, h + 1, (resp->count - i - 1) * sizeof(*h));
 			resp->count--;
 			return;
 		}
-		snprintf(value, sizeof(value), "%u", pd->delay > 0 ? pd->delay : 1);
+		snprintf(value, sizeof(value), "%u", delay > 0 ? delay : 1);
 		copy = strdup(value);
 		if (copy == NULL)
 			return;         /* keep the fixed wait */
@@ -263,7 +272,7 @@ static void apply_penalty(struct decision *d)
 	penalty_fail(p, &ip, r->user, r->pass, r->pass != NULL ? r->pass_len : 0,
 		     r->attempt > UINT32_MAX ? UINT32_MAX : (unsigned)r->attempt,
 		     monotonic_seconds(), &pd);
-	set_wait(&d->resp, &pd);
+	set_wait(&d->resp, pd.close, pd.delay);
 	d->penalty_logged = true;
 	d->penalty_score = pd.score;
 	d->penalty_delay = pd.close ? 0 : pd.delay > 0 ? pd.delay : 1;
@@ -277,6 +286,7 @@ static void finish(struct decision *d)
 	check_response(d);
 	/* after the check: an answer it turned into an error is no success */
 	apply_penalty(d);
+	throttle_done(&d->throttle);
 	log_decision(d);
 	d->reply(d->reply_ctx, &d->resp);
 	authhttp_response_clear(&d->resp);
@@ -894,6 +904,48 @@ static void read_client_facts(struct decision *d, const struct authhttp_pair *pa
 		strcpy(d->tls_protocol, tlsv);
 }
 
+/* Verification, routing and credentials, once the policy step let it on. */
+static void verify_login(void *arg)
+{
+	struct decision *d = arg;
+
+	if (look_up_user(d))
+		finish(d);
+	else
+		verify(d, d->workers);
+}
+
+/* The policy step (throttle.h): verify now, after a hold, or not at all. */
+static void admit_login(struct decision *d)
+{
+	struct throttle *t = &d->throttle;
+	char detail[96];
+
+	switch (throttle_admit(t, d->rt->penalty, d->base, d->client.rip, d->req.user,
+			       verify_login, d)) {
+	case PENALTY_GO:
+		verify_login(d);
+		return;
+	case PENALTY_HOLD:
+		d->held = t->adm.hold;  /* verify_login runs when it is over */
+		return;
+	case PENALTY_REFUSE:
+		snprintf(detail, sizeof(detail), "%s score %u reached refuse_at: not verified",
+			 t->adm.why, t->adm.score);
+		outcome_error(d, "throttled", detail, true);
+		break;
+	case PENALTY_BUSY:
+		snprintf(detail, sizeof(detail), "the network has max_pending logins in flight");
+		outcome_error(d, "busy", detail, true);
+		break;
+	}
+	set_wait(&d->resp, false, t->adm.hold);
+	d->penalty_logged = true;
+	d->penalty_score = t->adm.score;
+	d->penalty_delay = t->adm.hold > 0 ? t->adm.hold : 1;
+	finish(d);
+}
+
 void decision_run(const struct decision_env *env, const struct authhttp_pair *pairs,
 		  size_t count, decision_reply_fn *reply, void *ctx)
 {
@@ -909,12 +961,15 @@ void decision_run(const struct decision_env *env, const struct authhttp_pair *pa
 	clock_gettime(CLOCK_MONOTONIC, &d->start);
 	d->rt = runtime_ref(env->rt);
 	d->log = env->log;
+	d->workers = env->workers;
+	d->base = env->base;
 	d->reply = reply;
 	d->reply_ctx = ctx;
 	session_id_new(d->session);
 	authhttp_request_parse(&d->req, pairs, count);
 	read_client_facts(d, pairs, count);
 
+	/* facts -> policy -> verify -> route -> credentials -> respond */
 	if (check_request(d, pairs, count))
 		finish(d);
 	else if (d->req.method == AUTHHTTP_METHOD_NONE) {
@@ -923,8 +978,6 @@ void decision_run(const struct decision_env *env, const struct authhttp_pair *pa
 	} else if (d->req.method == AUTHHTTP_METHOD_EXTERNAL) {
 		external_login(d);
 		finish(d);
-	} else if (look_up_user(d))
-		finish(d);
-	else
-		verify(d, env->workers);
+	} else
+		admit_login(d);
 }

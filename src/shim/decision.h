@@ -10,10 +10,15 @@
 #include "runtime.h"
 #include "workers.h"
 
+struct event_base;
+
 struct decision_env {
 	struct runtime *rt;             /* referenced for the decision's lifetime */
 	struct workers *workers;        /* NULL: verify inline (tests, tools) */
 	struct dglog *log;
+	/* for holding penalised logins before they are verified (throttle.h);
+	   NULL: never held */
+	struct event_base *base;
 };
 
 /* Called exactly once per decision, on the event loop thread; resp is only

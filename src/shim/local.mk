@@ -26,6 +26,7 @@ src_shim_libdgshim_a_SOURCES = \
 	src/shim/secret.c src/shim/secret.h \
 	src/shim/server.c src/shim/server.h \
 	src/shim/session.c src/shim/session.h \
+	src/shim/throttle.c src/shim/throttle.h \
 	src/shim/workers.c src/shim/workers.h
 DG_SHIM_CFLAGS = $(AM_CFLAGS) $(LIBEVENT_CFLAGS) $(SODIUM_CFLAGS) $(INIH_CFLAGS) $(OPENSSL_CFLAGS) \
 	$(SYSTEMD_CFLAGS) -DSYSCONFDIR='"$(sysconfdir)"' -DDG_VERSION='"$(PACKAGE_VERSION)"'

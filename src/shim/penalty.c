@@ -11,11 +11,27 @@
 /* Key: one kind byte + 16 bytes. IP keys hold the masked address itself;
    user keys hold a keyed hash of the name, so a key has a fixed size however
    long the name is, and no name is kept in memory. */
-enum key_kind { KEY_IP4 = 4, KEY_IP6 = 6, KEY_USER = 'u' };
+enum key_kind { KEY_IP4 = 4, KEY_IP6 = 6, KEY_USER = 'u', KEY_KNOWN = 'k' };
 #define KEY_LEN 17
 #define FP_LEN 16                       /* wrong-password fingerprint */
 #define RECENT 4                        /* fingerprints remembered per key */
 #define MIN_BUCKETS 64
+/* A score this high is worth keeping: such keys live on a list of their own
+   that a flood of one-failure keys never evicts from (while it has cold
+   entries to evict). */
+#define HOT_SCORE 3
+/* Entries with logins in flight are passed over by eviction this many
+   times before one goes anyway (their count is then simply lost). */
+#define EVICT_TRIES 8
+
+/* Each kind of key has its own bound and its own LRU lists, so a flood of
+   one kind (random user names, say) never evicts another kind (networks). */
+enum table_kind { TK_NET, TK_USER, TK_KNOWN, TK_COUNT };
+
+struct lru {
+	struct entry *head, *tail;      /* most recent at head */
+	size_t count;
+};
 
 struct entry {
 	struct entry *hnext;            /* bucket chain */
@@ -23,9 +39,11 @@ struct entry {
 	uint64_t hash;
 	unsigned char key[KEY_LEN];
 	uint8_t nrecent, recent_next;
+	bool hot;                       /* on its kind's hot list */
 	uint32_t score;
+	uint32_t pending;               /* network keys: logins being decided */
 	int64_t last_fail;
-	int64_t exempt_until;           /* IP keys only */
+	int64_t exempt_until;           /* network keys; known keys: until when */
 	unsigned char recent[RECENT][FP_LEN];
 };
 
@@ -34,8 +52,8 @@ struct penalty {
 	struct penalty_net *trusted;    /* owned */
 	struct entry **buckets;
 	size_t nbuckets;                /* power of two */
-	size_t count;
-	struct entry *lru_head, *lru_tail;
+	size_t count;                   /* all kinds */
+	struct lru cold[TK_COUNT], hot[TK_COUNT];
 	/* Random per process: table hashes cannot be flooded from outside, and
 	   fingerprints mean nothing outside this process. */
 	unsigned char table_key[crypto_shorthash_KEYBYTES];
@@ -151,6 +169,9 @@ void penalty_config_defaults(struct penalty_config *cfg)
 	cfg->forget_after = 300;
 	cfg->exempt_after_success = 600;
 	cfg->max_attempts = 5;
+	cfg->refuse_at = 10;
+	cfg->max_pending = 16;
+	cfg->known_network_ttl = 30 * 86400;
 }
 
 static int config_check(const struct penalty_config *cfg, const char **error_r)
@@ -177,28 +198,57 @@ static int config_check(const struct penalty_config *cfg, const char **error_r)
 
 /* ---- table -------------------------------------------------------------- */
 
+static enum table_kind kind_of(const unsigned char key[KEY_LEN])
+{
+	return key[0] == KEY_USER ? TK_USER : key[0] == KEY_KNOWN ? TK_KNOWN : TK_NET;
+}
+
+static struct lru *list_of(struct penalty *p, const struct entry *e)
+{
+	enum table_kind k = kind_of(e->key);
+
+	return e->hot ? &p->hot[k] : &p->cold[k];
+}
+
 static void lru_unlink(struct penalty *p, struct entry *e)
 {
+	struct lru *l = list_of(p, e);
+
 	if (e->lprev != NULL)
 		e->lprev->lnext = e->lnext;
 	else
-		p->lru_head = e->lnext;
+		l->head = e->lnext;
 	if (e->lnext != NULL)
 		e->lnext->lprev = e->lprev;
 	else
-		p->lru_tail = e->lprev;
+		l->tail = e->lprev;
 	e->lprev = e->lnext = NULL;
+	l->count--;
 }
 
 static void lru_push_head(struct penalty *p, struct entry *e)
 {
+	struct lru *l = list_of(p, e);
+
 	e->lprev = NULL;
-	e->lnext = p->lru_head;
-	if (p->lru_head != NULL)
-		p->lru_head->lprev = e;
-	p->lru_head = e;
-	if (p->lru_tail == NULL)
-		p->lru_tail = e;
+	e->lnext = l->head;
+	if (l->head != NULL)
+		l->head->lprev = e;
+	l->head = e;
+	if (l->tail == NULL)
+		l->tail = e;
+	l->count++;
+}
+
+/* Moves e to the head of the list its worth puts it on: hot once its score
+   reached HOT_SCORE (or, for a network, while a success exempts it). */
+static void lru_place(struct penalty *p, struct entry *e, int64_t now)
+{
+	bool hot = e->score >= HOT_SCORE || (kind_of(e->key) == TK_NET && e->exempt_until > now);
+
+	lru_unlink(p, e);
+	e->hot = hot;
+	lru_push_head(p, e);
 }
 
 static uint64_t key_hash(const struct penalty *p, const unsigned char key[KEY_LEN])
@@ -230,15 +280,43 @@ static void table_unlink(struct penalty *p, struct entry *e)
 	*pp = e->hnext;
 }
 
-static void evict_tail(struct penalty *p)
+static void entry_drop(struct penalty *p, struct entry *e)
 {
-	struct entry *e = p->lru_tail;
-
 	table_unlink(p, e);
 	lru_unlink(p, e);
 	p->count--;
 	sodium_memzero(e, sizeof(*e));
 	free(e);
+}
+
+static size_t kind_count(const struct penalty *p, enum table_kind k)
+{
+	return p->cold[k].count + p->hot[k].count;
+}
+
+/* Drops one entry of kind k: the least recently used cold one, else the
+   least recently used hot one; one with logins in flight is passed over a
+   few times (moved to the head) before one goes anyway. */
+static void evict_one(struct penalty *p, enum table_kind k)
+{
+	for (unsigned tries = 0;; tries++) {
+		struct lru *l = p->cold[k].tail != NULL ? &p->cold[k] : &p->hot[k];
+		struct entry *e = l->tail;
+
+		if (e->pending == 0 || tries >= EVICT_TRIES || l->count == 1) {
+			entry_drop(p, e);
+			return;
+		}
+		lru_unlink(p, e);
+		lru_push_head(p, e);
+	}
+}
+
+static void evict_to_bound(struct penalty *p)
+{
+	for (int k = 0; k < TK_COUNT; k++)
+		while (kind_count(p, (enum table_kind)k) > p->cfg.max_entries)
+			evict_one(p, (enum table_kind)k);
 }
 
 /* Doubles the bucket array when the load passes 1; on ENOMEM keeps the old
@@ -266,21 +344,22 @@ static void table_maybe_grow(struct penalty *p)
 	p->nbuckets = n;
 }
 
-/* Finds or creates the entry and makes it the most recently used. NULL only
-   on ENOMEM (the failure then goes uncounted: fail open on memory, never on
-   the decision itself, which still gets its minimum delay). */
+/* Finds or creates the entry and makes it the most recently used of its
+   list. NULL only on ENOMEM (the failure then goes uncounted: fail open on
+   memory, never on the decision itself, which still gets its minimum delay). */
 static struct entry *table_get(struct penalty *p, const unsigned char key[KEY_LEN])
 {
 	uint64_t hash = key_hash(p, key);
 	struct entry *e = table_find(p, key, hash);
+	enum table_kind k = kind_of(key);
 
 	if (e != NULL) {
 		lru_unlink(p, e);
 		lru_push_head(p, e);
 		return e;
 	}
-	while (p->count >= p->cfg.max_entries)
-		evict_tail(p);
+	while (kind_count(p, k) >= p->cfg.max_entries)
+		evict_one(p, k);
 	e = calloc(1, sizeof(*e));
 	if (e == NULL)
 		return NULL;
@@ -292,6 +371,11 @@ static struct entry *table_get(struct penalty *p, const unsigned char key[KEY_LE
 	p->count++;
 	table_maybe_grow(p);
 	return e;
+}
+
+static const struct entry *table_peek(const struct penalty *p, const unsigned char key[KEY_LEN])
+{
+	return table_find(p, key, key_hash(p, key));
 }
 
 /* ---- keys --------------------------------------------------------------- */
@@ -312,6 +396,21 @@ static void user_key(const struct penalty *p, const char *user, unsigned char ke
 	key[0] = KEY_USER;
 	crypto_generichash(key + 1, KEY_LEN - 1, (const unsigned char *)user, strlen(user),
 			   p->fp_key, sizeof(p->fp_key));
+}
+
+/* (user, network): the user logged in from that network recently. */
+static void known_key(const struct penalty *p, const struct penalty_addr *ip, const char *user,
+		      unsigned char key[KEY_LEN])
+{
+	crypto_generichash_state st;
+	unsigned char net[KEY_LEN];
+
+	ip_key(p, ip, net);
+	crypto_generichash_init(&st, p->fp_key, sizeof(p->fp_key), KEY_LEN - 1);
+	crypto_generichash_update(&st, net, sizeof(net));
+	crypto_generichash_update(&st, (const unsigned char *)user, strlen(user));
+	crypto_generichash_final(&st, key + 1, KEY_LEN - 1);
+	key[0] = KEY_KNOWN;
 }
 
 /* Fingerprint of (user, secret): per user so that one password sprayed over
@@ -402,7 +501,7 @@ void penalty_fail(struct penalty *p, const struct penalty_addr *ip, const char *
 	unsigned char key[KEY_LEN], fp[FP_LEN];
 	const unsigned char *fpp = NULL;
 	struct entry *ipe = NULL, *ue = NULL;
-	bool counted = false, exempt;
+	bool counted = false;
 
 	memset(out, 0, sizeof(*out));
 	if (penalty_trusted(p, ip)) {
@@ -414,16 +513,16 @@ void penalty_fail(struct penalty *p, const struct penalty_addr *ip, const char *
 		fingerprint(p, user, secret, secret_len, fp);
 		fpp = fp;
 	}
+	/* The network always counts, exempt or not: one valid account must not
+	   open a way to guess everyone else's from the same network. */
 	ip_key(p, ip, key);
 	ipe = table_get(p, key);
-	exempt = ipe != NULL && ipe->exempt_until > now;
-	if (ipe != NULL && !exempt) {
+	if (ipe != NULL) {
 		entry_decay(p, ipe, now);
 		counted = entry_fail(ipe, fpp, now);
 		out->score = ipe->score;
+		lru_place(p, ipe, now);
 	}
-	/* An exempt IP (a recent success) still raises the user's score: one
-	   valid account must not open a way to guess everyone else's. */
 	if (user != NULL) {
 		user_key(p, user, key);
 		ue = table_get(p, key);
@@ -432,9 +531,10 @@ void penalty_fail(struct penalty *p, const struct penalty_addr *ip, const char *
 			counted = entry_fail(ue, fpp, now) || counted;
 			if (ue->score > out->score)
 				out->score = ue->score;
+			lru_place(p, ue, now);
 		}
 	}
-	out->why = exempt ? "exempt" : counted ? "counted" : "repeat";
+	out->why = counted ? "counted" : "repeat";
 	decision_finish(p, attempt, out);
 }
 
@@ -444,14 +544,18 @@ void penalty_success(struct penalty *p, const struct penalty_addr *ip, const cha
 	unsigned char key[KEY_LEN];
 	struct entry *e;
 
-	(void)user;
 	if (penalty_trusted(p, ip))
 		return;
+	if (user != NULL && p->cfg.known_network_ttl > 0) {
+		known_key(p, ip, user, key);
+		e = table_get(p, key);
+		if (e != NULL)
+			e->exempt_until = now + (int64_t)p->cfg.known_network_ttl;
+	}
 	ip_key(p, ip, key);
 	/* Only create an entry when it is going to hold an exemption. */
 	if (p->cfg.exempt_after_success == 0) {
-		uint64_t h = key_hash(p, key);
-		e = table_find(p, key, h);
+		e = table_find(p, key, key_hash(p, key));
 		if (e == NULL)
 			return;
 	} else {
@@ -462,36 +566,131 @@ void penalty_success(struct penalty *p, const struct penalty_addr *ip, const cha
 	}
 	e->score = 0;
 	e->nrecent = e->recent_next = 0;
+	lru_place(p, e, now);
 }
 
-static unsigned peek_one(const struct penalty *p, const unsigned char key[KEY_LEN],
-			 int64_t now, bool ip)
+/* A live score (0 once forgotten). */
+static unsigned live_score(const struct penalty *p, const struct entry *e, int64_t now)
 {
-	const struct entry *e = table_find(p, key, key_hash(p, key));
-
-	if (e == NULL || (ip && e->exempt_until > now))
-		return 0;
-	if (e->score > 0 && now - e->last_fail >= (int64_t)p->cfg.forget_after)
+	if (e == NULL || e->score == 0 || now - e->last_fail >= (int64_t)p->cfg.forget_after)
 		return 0;
 	return e->score;
+}
+
+static bool user_known_at(const struct penalty *p, const struct penalty_addr *ip,
+			  const char *user, int64_t now)
+{
+	unsigned char key[KEY_LEN];
+	const struct entry *e;
+
+	if (p->cfg.known_network_ttl == 0)
+		return false;
+	known_key(p, ip, user, key);
+	e = table_peek(p, key);
+	return e != NULL && e->exempt_until > now;
 }
 
 unsigned penalty_peek(const struct penalty *p, const struct penalty_addr *ip,
 		      const char *user, int64_t now)
 {
 	unsigned char key[KEY_LEN];
-	unsigned s;
+	unsigned s, u;
 
 	if (penalty_trusted(p, ip))
 		return 0;
 	ip_key(p, ip, key);
-	s = peek_one(p, key, now, true);
+	s = live_score(p, table_peek(p, key), now);
 	if (user != NULL) {
 		user_key(p, user, key);
-		unsigned u = peek_one(p, key, now, false);
+		u = live_score(p, table_peek(p, key), now);
 		s = u > s ? u : s;
 	}
 	return s;
+}
+
+/* Keeps the deciding score alive while refusals go on: an attack that does
+   not stop is not forgotten. */
+static void refusal_seen(struct penalty *p, struct entry *ne, const char *user,
+			 bool by_user, int64_t now)
+{
+	unsigned char key[KEY_LEN];
+	struct entry *ue;
+
+	if (!by_user) {
+		ne->last_fail = now;
+		return;
+	}
+	user_key(p, user, key);
+	ue = table_find(p, key, key_hash(p, key));
+	if (ue != NULL)
+		ue->last_fail = now;
+}
+
+void penalty_admit(struct penalty *p, const struct penalty_addr *ip, const char *user,
+		   int64_t now, struct penalty_admission *out)
+{
+	unsigned char key[KEY_LEN];
+	struct entry *ne;
+	bool by_user = false;
+
+	memset(out, 0, sizeof(*out));
+	out->verdict = PENALTY_GO;
+	out->why = "none";
+	if (penalty_trusted(p, ip)) {
+		out->why = "trusted";
+		return;
+	}
+	ip_key(p, ip, key);
+	ne = table_get(p, key);
+	if (ne == NULL)
+		return;                 /* ENOMEM: fail open, as penalty_fail does */
+	out->score = live_score(p, ne, now);
+	/* A user known at this network (a recent success from it) is not slowed
+	   by failures elsewhere: guesses from many addresses cannot lock them out
+	   of their usual network. Everywhere else the user's score counts. */
+	if (user != NULL && !user_known_at(p, ip, user, now)) {
+		user_key(p, user, key);
+		unsigned u = live_score(p, table_peek(p, key), now);
+		if (u > out->score) {
+			out->score = u;
+			by_user = true;
+		}
+	}
+	out->why = out->score == 0 ? "none" : by_user ? "user" : "network";
+	out->hold = penalty_delay_for_score(out->score, p->cfg.max_delay);
+	if (p->cfg.max_pending != 0 && ne->pending >= p->cfg.max_pending) {
+		out->verdict = PENALTY_BUSY;
+		out->why = "pending";
+		out->hold = out->hold > 0 ? out->hold : 1;
+		return;
+	}
+	/* An exempt network (a success not long ago) is held but never refused
+	   by its own score: an office behind one address keeps working through
+	   a colleague's typos. */
+	if (p->cfg.refuse_at != 0 && out->score >= p->cfg.refuse_at &&
+	    (by_user || ne->exempt_until <= now)) {
+		out->verdict = PENALTY_REFUSE;
+		refusal_seen(p, ne, user, by_user, now);
+		return;
+	}
+	if (out->hold > 0)
+		out->verdict = PENALTY_HOLD;
+	if (ne->pending < UINT32_MAX)
+		ne->pending++;
+	out->taken = true;
+}
+
+void penalty_release(struct penalty *p, const struct penalty_addr *ip)
+{
+	unsigned char key[KEY_LEN];
+	struct entry *e;
+
+	if (penalty_trusted(p, ip))
+		return;
+	ip_key(p, ip, key);
+	e = table_find(p, key, key_hash(p, key));
+	if (e != NULL && e->pending > 0)
+		e->pending--;
 }
 
 size_t penalty_entries(const struct penalty *p)
@@ -503,9 +702,14 @@ size_t penalty_active(const struct penalty *p, int64_t now)
 {
 	size_t n = 0;
 
-	for (const struct entry *e = p->lru_head; e != NULL; e = e->lnext)
-		if (e->score > 0 && now - e->last_fail < (int64_t)p->cfg.forget_after)
-			n++;
+	for (int k = 0; k < TK_COUNT; k++) {
+		if (k == TK_KNOWN)
+			continue;
+		for (const struct entry *e = p->hot[k].head; e != NULL; e = e->lnext)
+			n += live_score(p, e, now) > 0;
+		for (const struct entry *e = p->cold[k].head; e != NULL; e = e->lnext)
+			n += live_score(p, e, now) > 0;
+	}
 	return n;
 }
 
@@ -549,9 +753,9 @@ int penalty_configure(struct penalty *p, const struct penalty_config *cfg,
 	p->cfg = *cfg;
 	p->cfg.trusted = trusted;
 	/* Prefix lengths may have changed: old IP keys then simply stop matching
-	   and age out of the LRU; no rehash needed. */
-	while (p->count > p->cfg.max_entries)
-		evict_tail(p);
+	   and age out of the LRU; no rehash needed. Each kind is bounded by
+	   max_entries on its own. */
+	evict_to_bound(p);
 	return 0;
 }
 
@@ -559,8 +763,12 @@ void penalty_free(struct penalty *p)
 {
 	if (p == NULL)
 		return;
-	while (p->lru_tail != NULL)
-		evict_tail(p);
+	for (int k = 0; k < TK_COUNT; k++) {
+		while (p->cold[k].tail != NULL)
+			entry_drop(p, p->cold[k].tail);
+		while (p->hot[k].tail != NULL)
+			entry_drop(p, p->hot[k].tail);
+	}
 	free(p->buckets);
 	free(p->trusted);
 	sodium_memzero(p, sizeof(*p));

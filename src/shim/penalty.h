@@ -1,13 +1,19 @@
 /* Brute-force protection with the real client address: failure scores per
-   client network (IPv4 /32, IPv6 /64 by default) and per user, turned into a
-   growing Auth-Wait delay, a cap on attempts per nginx connection, exemption
-   after a success, and trusted networks.
+   client network (IPv4 /32, IPv6 /64 by default) and per user. Before a
+   login is verified, penalty_admit() holds it for the score's delay (success
+   and failure alike), refuses it without verifying at a hard limit, and caps
+   the logins one network has in flight; after a failure, the score grows and
+   becomes the reply's Auth-Wait. Also: a cap on attempts per nginx
+   connection, exemption after a success, users known at a network (their
+   own score does not slow them there), and trusted networks.
 
    The state (struct penalty) is independent of the configuration so that it
    survives SIGHUP: build it once, apply each new config with
-   penalty_configure(). Memory is bounded: at most max_entries keys, least
-   recently used evicted first, every operation O(1) (hash table + intrusive
-   LRU list). Time is passed in (monotonic seconds) so tests are exact.
+   penalty_configure(). Memory is bounded: at most max_entries keys of each
+   kind (networks, users, known user-network pairs), so a flood of one kind
+   never evicts another; within a kind the least recently used key with a
+   low score goes first (keys with a real score sit on a list of their own),
+   every operation O(1) (hash table + intrusive LRU lists). Time is passed in (monotonic seconds) so tests are exact.
    Passwords are never stored: only a keyed hash (per-process random key) of
    the last few wrong ones per key, to count a repeated one once.
    Not thread safe: use it on the event loop thread. */
@@ -32,11 +38,14 @@ struct penalty_net {
 struct penalty_config {
 	unsigned v4_prefix;             /* 1-32; default 32 */
 	unsigned v6_prefix;             /* 1-128; default 64 */
-	size_t max_entries;             /* LRU bound (IP + user keys); default 65536 */
+	size_t max_entries;             /* LRU bound per kind of key; default 65536 */
 	unsigned max_delay;             /* cap of the curve, s; default 15 */
 	unsigned forget_after;          /* quiet seconds that reset a score; default 300 */
 	unsigned exempt_after_success;  /* s an IP stays exempt after a success; default 600, 0 off */
 	unsigned max_attempts;          /* the failure on this attempt closes; 0: no cap; default 5 */
+	unsigned refuse_at;             /* score at which logins are refused unverified; 0: never; default 10 */
+	unsigned max_pending;           /* logins one network may have in flight; 0: no cap; default 16 */
+	unsigned known_network_ttl;     /* s a success makes the user known at its network; 0 off; default 30 d */
 	const struct penalty_net *trusted;  /* copied by penalty_configure() */
 	size_t trusted_count;
 };
@@ -52,6 +61,22 @@ struct penalty_decision {
 	const char *why;
 	/* "penalty=<score> delay=<s> attempt=<n>" for the decision log line */
 	char reason[PENALTY_REASON_MAX];
+};
+
+enum penalty_verdict {
+	PENALTY_GO,                     /* verify now */
+	PENALTY_HOLD,                   /* verify after hold seconds */
+	PENALTY_REFUSE,                 /* score at refuse_at: temporary error, not verified */
+	PENALTY_BUSY,                   /* the network has max_pending logins in flight */
+};
+
+struct penalty_admission {
+	enum penalty_verdict verdict;
+	unsigned hold;                  /* HOLD: s to wait; REFUSE/BUSY: Auth-Wait (>= 1) */
+	unsigned score;                 /* the score that decided */
+	/* "none", "trusted", "network", "user", "pending" */
+	const char *why;
+	bool taken;                     /* GO/HOLD: counted in flight; penalty_release() it */
 };
 
 struct penalty;
@@ -80,11 +105,21 @@ int penalty_configure(struct penalty *p, const struct penalty_config *cfg,
 void penalty_fail(struct penalty *p, const struct penalty_addr *ip, const char *user,
 		  const void *secret, size_t secret_len, unsigned attempt, int64_t now,
 		  struct penalty_decision *out);
-/* A successful login: clears the IP's score and exempts the IP for
-   exempt_after_success seconds. The user's score is kept: it limits guessing
-   of that user from everywhere else, and it decays by itself. */
+/* A successful login: clears the IP's score, exempts the IP from refusal
+   for exempt_after_success seconds (its failures still count), and makes
+   the user known at the IP's network for known_network_ttl seconds. The
+   user's score is kept: it limits guessing of that user from everywhere
+   else, and it decays by itself. */
 void penalty_success(struct penalty *p, const struct penalty_addr *ip, const char *user,
 		     int64_t now);
+/* Before verifying a login (see penalty_admission). The user's score counts
+   unless the user is known at ip's network (a success from it within
+   known_network_ttl); a network exempt after a success is held but never
+   refused by its own score. With out->taken, call penalty_release() when
+   the login is decided. */
+void penalty_admit(struct penalty *p, const struct penalty_addr *ip, const char *user,
+		   int64_t now, struct penalty_admission *out);
+void penalty_release(struct penalty *p, const struct penalty_addr *ip);
 /* Current max(IP, user) score without changing anything (LRU order included). */
 unsigned penalty_peek(const struct penalty *p, const struct penalty_addr *ip,
 		      const char *user, int64_t now);

@@ -480,7 +480,7 @@ static bool refuse_http_version(struct server *srv, struct evhttp_request *req)
 static void on_request(struct evhttp_request *req, void *arg)
 {
 	struct server *srv = arg;
-	struct decision_env env = { srv->rt, srv->workers, srv->log };
+	struct decision_env env = { srv->rt, srv->workers, srv->log, srv->base };
 	struct authhttp_pair *pairs;
 	struct pending *p;
 	size_t count = 0;

@@ -232,28 +232,43 @@ static void test_user_score(void **state)
 	penalty_free(p);
 }
 
+/* A success clears the network's score and keeps it from being refused for
+   exempt_after_success s; its failures still count (one valid account must
+   not open a way to spray everyone else's from there). */
 static void test_success_clears_and_exempts(void **state)
 {
 	struct penalty *p = new_penalty(0);
 	struct penalty_addr a = addr("192.0.2.1");
 	struct penalty_decision d;
+	struct penalty_admission adm;
 
 	fail_n(p, "192.0.2.1", NULL, 4, T0, &d);
 	assert_int_equal(d.delay, 8);
 	penalty_success(p, &a, "alice", T0 + 1);
 	assert_int_equal(penalty_peek(p, &a, NULL, T0 + 1), 0);
-	/* exempt: the IP's score does not grow; the user's still does */
 	penalty_fail(p, &a, "alice", "x1", 2, 1, T0 + 2, &d);
-	assert_string_equal(d.why, "exempt");
-	assert_int_equal(d.score, 1);           /* alice's own */
-	assert_int_equal(d.delay, 1);
-	penalty_fail(p, &a, NULL, "x2", 2, 1, T0 + 3, &d);
-	assert_int_equal(d.score, 0);
-	assert_int_equal(d.delay, 1);           /* never 0 on a retryable failure */
-	/* after 600 s the exemption ends */
-	penalty_fail(p, &a, NULL, "x3", 2, 1, T0 + 1 + 600, &d);
 	assert_string_equal(d.why, "counted");
 	assert_int_equal(d.score, 1);
+	penalty_fail(p, &a, NULL, "x2", 2, 1, T0 + 3, &d);
+	assert_int_equal(d.score, 2);
+	assert_int_equal(d.delay, 2);
+	/* past refuse_at (10) while exempt: held at most max_delay, not refused */
+	fail_n(p, "192.0.2.1", NULL, 10, T0 + 4, &d);
+	penalty_admit(p, &a, "carol", T0 + 5, &adm);
+	assert_int_equal(adm.verdict, PENALTY_HOLD);
+	assert_int_equal(adm.hold, 15);
+	assert_string_equal(adm.why, "network");
+	penalty_release(p, &a);
+	/* after 600 s the exemption ends: refused unverified (failures kept
+	   coming, so the score was never forgotten) */
+	fail_n(p, "192.0.2.1", NULL, 1, T0 + 250, &d);
+	fail_n(p, "192.0.2.1", NULL, 1, T0 + 500, &d);
+	penalty_admit(p, &a, "carol", T0 + 600, &adm);
+	assert_int_equal(adm.verdict, PENALTY_HOLD);
+	penalty_release(p, &a);
+	penalty_admit(p, &a, "carol", T0 + 602, &adm);
+	assert_int_equal(adm.verdict, PENALTY_REFUSE);
+	assert_false(adm.taken);
 	penalty_free(p);
 }
 
@@ -273,7 +288,7 @@ static void test_success_no_exemption(void **state)
 	assert_int_equal(penalty_peek(p, &a, NULL, T0), 0);
 	penalty_fail(p, &a, NULL, "z", 1, 1, T0, &d);
 	assert_string_equal(d.why, "counted");
-	/* success of an unknown IP creates nothing */
+	/* success of an unknown IP (and no user) creates nothing */
 	size_t n = penalty_entries(p);
 	penalty_success(p, &b, NULL, T0);
 	assert_int_equal(penalty_entries(p), n);
@@ -373,7 +388,9 @@ static void test_lru_bound(void **state)
 	penalty_config_defaults(&cfg);
 	cfg.max_entries = 100;
 	assert_int_equal(penalty_configure(p, &cfg, &err), 0);
-	fail_n(p, "203.0.113.1", NULL, 3, T0, &d);  /* the oldest */
+	fail_n(p, "203.0.113.1", NULL, 2, T0, &d);  /* the oldest, a low score */
+	struct penalty_addr real = addr("203.0.113.2");
+	fail_n(p, "203.0.113.2", NULL, 3, T0, &d);  /* a real score */
 	for (int i = 0; i < 5000; i++) {
 		snprintf(ip, sizeof(ip), "10.%d.%d.1", i / 256, i % 256);
 		fail_n(p, ip, NULL, 1, T0, &d);
@@ -385,6 +402,8 @@ static void test_lru_bound(void **state)
 	assert_int_equal(penalty_entries(p), 100);
 	assert_int_equal(penalty_peek(p, &old, NULL, T0), 0);
 	assert_int_equal(penalty_peek(p, &hot, NULL, T0), 100);
+	/* 5000 one-failure keys evicted each other, never the real score */
+	assert_int_equal(penalty_peek(p, &real, NULL, T0), 3);
 
 	/* shrinking on reload evicts at once and keeps the most recent */
 	cfg.max_entries = 10;
@@ -450,6 +469,152 @@ static void test_many_keys(void **state)
 	penalty_free(p);
 }
 
+/* Before verifying: no score, go; a score, hold for its delay; at
+   refuse_at, refuse unverified; trusted networks always go. */
+static void test_admit_hold_and_refuse(void **state)
+{
+	struct penalty *p = new_penalty(0);
+	struct penalty_addr a = addr("192.0.2.1");
+	struct penalty_admission adm;
+	struct penalty_decision d;
+	static const unsigned want_hold[] = { 0, 1, 2, 4, 8, 15, 15, 15, 15, 15 };
+
+	for (unsigned s = 0; s < 10; s++) {
+		penalty_admit(p, &a, "alice", T0, &adm);
+		assert_int_equal(adm.verdict, s == 0 ? PENALTY_GO : PENALTY_HOLD);
+		assert_int_equal(adm.hold, want_hold[s]);
+		assert_int_equal(adm.score, s);
+		assert_true(adm.taken);
+		penalty_release(p, &a);
+		fail_n(p, "192.0.2.1", NULL, 1, T0, &d);
+	}
+	/* score 10: refused, success and failure alike, and nothing taken */
+	penalty_admit(p, &a, "alice", T0, &adm);
+	assert_int_equal(adm.verdict, PENALTY_REFUSE);
+	assert_int_equal(adm.hold, 15);
+	assert_string_equal(adm.why, "network");
+	assert_false(adm.taken);
+	/* refusals keep the score alive: 299 s later still refused ... */
+	penalty_admit(p, &a, "alice", T0 + 299, &adm);
+	assert_int_equal(adm.verdict, PENALTY_REFUSE);
+	/* ... and it is forgotten forget_after s after the last attempt */
+	penalty_admit(p, &a, "alice", T0 + 299 + 300, &adm);
+	assert_int_equal(adm.verdict, PENALTY_GO);
+	penalty_release(p, &a);
+	penalty_free(p);
+
+	/* refuse_at = 0: only held */
+	struct penalty_config cfg;
+	const char *err;
+	p = penalty_new();
+	penalty_config_defaults(&cfg);
+	cfg.refuse_at = 0;
+	assert_int_equal(penalty_configure(p, &cfg, &err), 0);
+	fail_n(p, "192.0.2.1", NULL, 50, T0, &d);
+	penalty_admit(p, &a, NULL, T0, &adm);
+	assert_int_equal(adm.verdict, PENALTY_HOLD);
+	assert_int_equal(adm.hold, 15);
+	penalty_release(p, &a);
+	penalty_free(p);
+}
+
+/* One network may have max_pending logins in flight; others are unaffected. */
+static void test_admit_pending_cap(void **state)
+{
+	struct penalty *p = new_penalty(0);
+	struct penalty_addr a = addr("192.0.2.1"), b = addr("198.51.100.1");
+	struct penalty_admission adm;
+
+	for (int i = 0; i < 16; i++) {
+		penalty_admit(p, &a, NULL, T0, &adm);
+		assert_int_equal(adm.verdict, PENALTY_GO);
+	}
+	penalty_admit(p, &a, NULL, T0, &adm);
+	assert_int_equal(adm.verdict, PENALTY_BUSY);
+	assert_int_equal(adm.hold, 1);
+	assert_false(adm.taken);
+	penalty_admit(p, &b, NULL, T0, &adm);
+	assert_int_equal(adm.verdict, PENALTY_GO);
+	penalty_release(p, &b);
+	penalty_release(p, &a);             /* one done: room for one more */
+	penalty_admit(p, &a, NULL, T0, &adm);
+	assert_int_equal(adm.verdict, PENALTY_GO);
+	penalty_admit(p, &a, NULL, T0, &adm);
+	assert_int_equal(adm.verdict, PENALTY_BUSY);
+	/* an IPv6 /64 is one network */
+	struct penalty_addr v6a = addr("2001:db8:1:2::1"), v6b = addr("2001:db8:1:2::ffff");
+	for (int i = 0; i < 16; i++)
+		penalty_admit(p, i % 2 ? &v6a : &v6b, NULL, T0, &adm);
+	penalty_admit(p, &v6a, NULL, T0, &adm);
+	assert_int_equal(adm.verdict, PENALTY_BUSY);
+	penalty_free(p);
+}
+
+/* Guesses at bob from many addresses push bob's score up everywhere but on
+   the network bob last logged in from: no lockout lever. */
+static void test_known_network_no_lockout(void **state)
+{
+	struct penalty *p = new_penalty(0);
+	struct penalty_addr home = addr("192.0.2.1"), other = addr("198.51.100.9");
+	struct penalty_admission adm;
+	struct penalty_decision d;
+	char ip[32];
+
+	penalty_success(p, &home, "bob", T0);
+	for (int i = 0; i < 40; i++) {
+		snprintf(ip, sizeof(ip), "203.0.%d.%d", i / 200, i % 200 + 1);
+		fail_n(p, ip, "bob", 1, T0 + 1, &d);
+	}
+	assert_int_equal(d.score, 40);
+	penalty_admit(p, &home, "bob", T0 + 2, &adm);
+	assert_int_equal(adm.verdict, PENALTY_GO);
+	assert_int_equal(adm.hold, 0);
+	penalty_release(p, &home);
+	/* from anywhere else bob's score holds and then refuses */
+	penalty_admit(p, &other, "bob", T0 + 2, &adm);
+	assert_int_equal(adm.verdict, PENALTY_REFUSE);
+	assert_string_equal(adm.why, "user");
+	/* the network's own failures still count for bob at home */
+	fail_n(p, "192.0.2.1", "mallory", 3, T0 + 3, &d);
+	penalty_admit(p, &home, "bob", T0 + 3, &adm);
+	assert_int_equal(adm.verdict, PENALTY_HOLD);
+	assert_int_equal(adm.hold, 4);
+	assert_string_equal(adm.why, "network");
+	penalty_release(p, &home);
+	/* known_network_ttl later bob is a stranger at home again */
+	penalty_admit(p, &home, "bob", T0 + 30 * 86400, &adm);
+	assert_int_equal(adm.verdict, PENALTY_GO);    /* bob's score is long gone, too */
+	penalty_release(p, &home);
+	penalty_free(p);
+}
+
+/* Random user names fill the user keys only: network scores stay, and so
+   does a real user's score. */
+static void test_user_flood_keeps_networks(void **state)
+{
+	struct penalty *p = penalty_new();
+	struct penalty_config cfg;
+	struct penalty_addr attacker = addr("192.0.2.66"), victim_net = addr("198.51.100.1");
+	struct penalty_decision d;
+	const char *err;
+	char user[32];
+
+	penalty_config_defaults(&cfg);
+	cfg.max_entries = 100;
+	assert_int_equal(penalty_configure(p, &cfg, &err), 0);
+	fail_n(p, "198.51.100.1", "alice", 5, T0, &d);
+	for (int i = 0; i < 10000; i++) {
+		snprintf(user, sizeof(user), "random-%d", i);
+		fail_n(p, "192.0.2.66", user, 1, T0, &d);
+	}
+	assert_true(penalty_entries(p) <= 300);
+	assert_int_equal(penalty_peek(p, &victim_net, NULL, T0), 5);
+	assert_int_equal(penalty_peek(p, &attacker, NULL, T0), 10000);
+	struct penalty_addr elsewhere = addr("203.0.113.5");
+	assert_int_equal(penalty_peek(p, &elsewhere, "alice", T0), 5);
+	penalty_free(p);
+}
+
 /* Whatever happens, a failing answer either closes or waits 1..max_delay s:
    nginx must never get an error or WAIT without Auth-Wait >= 1. */
 static void test_delay_invariant(void **state)
@@ -491,6 +656,10 @@ int main(void)
 		cmocka_unit_test(test_user_score),
 		cmocka_unit_test(test_success_clears_and_exempts),
 		cmocka_unit_test(test_success_no_exemption),
+		cmocka_unit_test(test_admit_hold_and_refuse),
+		cmocka_unit_test(test_admit_pending_cap),
+		cmocka_unit_test(test_known_network_no_lockout),
+		cmocka_unit_test(test_user_flood_keeps_networks),
 		cmocka_unit_test(test_trusted),
 		cmocka_unit_test(test_attempt_cap),
 		cmocka_unit_test(test_decay),
