@@ -406,6 +406,11 @@ size_t passwd_file_count(const struct passwd_file *pf)
 	return pf == NULL ? 0 : pf->count;
 }
 
+const struct passwd_entry *passwd_file_entry(const struct passwd_file *pf, size_t i)
+{
+	return pf != NULL && i < pf->count ? &pf->entries[i] : NULL;
+}
+
 size_t passwd_file_duplicates(const struct passwd_file *pf,
 			      const char **first_r)
 {

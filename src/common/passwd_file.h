@@ -34,6 +34,8 @@ void passwd_file_free(struct passwd_file *pf);
 const struct passwd_entry *passwd_file_lookup(const struct passwd_file *pf,
 					      const char *user);
 size_t passwd_file_count(const struct passwd_file *pf);
+/* Entry i (0 <= i < passwd_file_count()) in file order. */
+const struct passwd_entry *passwd_file_entry(const struct passwd_file *pf, size_t i);
 /* Users listed more than once: like Dovecot, the first entry wins and the
    others are ignored (Dovecot logs each). Returns how many were ignored;
    *first_r (if not NULL) gets a description of the first such line, or

@@ -47,8 +47,12 @@ struct decision {
 	/* verified-login cache */
 	const char *cache_state;        /* hit | miss | off; NULL: not consulted */
 	unsigned char cache_key[CACHE_KEY_BYTES];
-	bool unknown_user;              /* verifying against rt->dummy_hash */
-	bool no_password;               /* empty password field: the dummy, too */
+	bool unknown_user;              /* verifying against a decoy */
+	bool no_password;               /* empty password field: a decoy, too */
+	bool locked;                    /* nologin: verified, then refused like a bad password */
+	/* Another user's stored password (passdb_decoy), so that logins without a
+	   usable one of their own cost what real ones cost; a match never counts */
+	char *decoy;
 
 	/* the dovecot passdb (passdb_dovecot.c) verifies instead of a worker */
 	bool remote;
@@ -210,7 +214,8 @@ static void check_response(struct decision *d)
 static bool counts_as_failure(const struct decision *d)
 {
 	static const char *const reasons[] = {
-		"bad_password", "unknown_user", "bad_request", "bad_credentials", NULL
+		"bad_password", "unknown_user", "bad_request", "bad_credentials",
+		"locked", "unusable_password", "nologin", NULL
 	};
 
 	if (d->result == NULL || strcmp(d->result, "fail") != 0 || d->reason == NULL)
@@ -298,6 +303,10 @@ static void finish(struct decision *d)
 		sodium_memzero(d->stored, strlen(d->stored));
 		free(d->stored);
 	}
+	if (d->decoy != NULL) {
+		sodium_memzero(d->decoy, strlen(d->decoy));
+		free(d->decoy);
+	}
 	runtime_unref(d->rt);
 	free(d);
 }
@@ -325,6 +334,14 @@ static void verify_work(void *arg)
 	default:
 		d->verified = scheme_verify(d->stored, d->default_scheme, r->pass,
 					    r->pass_len, &d->verify_error);
+		/* a stored password that cannot be checked (a locked "!..." hash, an
+		   unknown scheme) answers no faster than a real one */
+		if ((d->verified == SCHEME_MALFORMED || d->verified == SCHEME_UNKNOWN) &&
+		    d->decoy != NULL) {
+			const char *ignored;
+			(void)scheme_verify(d->decoy, d->default_scheme, r->pass, r->pass_len,
+					    &ignored);
+		}
 		break;
 	}
 }
@@ -451,6 +468,12 @@ static void conclude(struct decision *d)
 		outcome_fail(d, "bad_password", "no password set");
 		return;
 	}
+	if (d->locked) {
+		/* whatever the password: the client learns nothing more than from
+		   a wrong one, and the attempt counts */
+		outcome_fail(d, "locked", "nologin");
+		return;
+	}
 	switch (d->verified) {
 	case SCHEME_OK:
 		respond_verified(d);
@@ -468,8 +491,11 @@ static void conclude(struct decision *d)
 		/* fall through */
 	case SCHEME_MALFORMED:
 	default:
+		/* a locked ("!"-prefixed) or broken entry: answered and counted
+		   like a wrong password, so it does not tell that the user exists;
+		   the log line says what is wrong with it */
 		snprintf(detail, sizeof(detail), "stored password: %s", why);
-		outcome_error(d, "temp_fail", detail, true);
+		outcome_fail(d, "unusable_password", detail);
 		break;
 	}
 }
@@ -748,6 +774,21 @@ static void route_only(struct decision *d)
 	outcome_ok(d, "none");
 }
 
+/* A decoy to verify against instead of a stored password: another user's
+   (passdb_decoy), else rt->dummy_hash. False on ENOMEM. */
+static bool use_decoy(struct decision *d)
+{
+	if (d->stored != NULL) {
+		sodium_memzero(d->stored, strlen(d->stored));
+		free(d->stored);
+	}
+	d->stored = d->decoy;
+	d->decoy = NULL;
+	if (d->stored == NULL)
+		d->stored = strdup(d->rt->dummy_hash);
+	return d->stored != NULL;
+}
+
 /* Returns true when an outcome was set; false when the password must be verified. */
 static bool look_up_user(struct decision *d)
 {
@@ -764,10 +805,10 @@ static bool look_up_user(struct decision *d)
 		outcome_error(d, "temp_fail", "users file not loaded", true);
 		return true;
 	case PASSDB_NOT_FOUND:
-		/* verified anyway, against the dummy: same cost as a wrong password */
+		/* verified anyway, against a decoy: same cost as a wrong password */
 		d->unknown_user = true;
-		d->stored = strdup(d->rt->dummy_hash);
-		if (d->stored == NULL) {
+		d->decoy = passdb_decoy(d->rt->passdb, r->user);
+		if (!use_decoy(d)) {
 			outcome_error(d, "temp_fail", "out of memory", true);
 			return true;
 		}
@@ -778,16 +819,16 @@ static bool look_up_user(struct decision *d)
 	case PASSDB_FOUND:
 		break;
 	}
+	d->locked = passdb_nologin(d->rt->passdb, r->user);
+	d->decoy = passdb_decoy(d->rt->passdb, r->user);
 	if (passdb_route(d->rt->passdb, r->user, &d->route_host, &d->route_port) < 0) {
 		outcome_error(d, "temp_fail", "out of memory", true);
 		return true;
 	}
 	if (d->stored[0] == '\0') {
 		/* never matches, but costs as much as a wrong password */
-		free(d->stored);
 		d->no_password = true;
-		d->stored = strdup(d->rt->dummy_hash);
-		if (d->stored == NULL) {
+		if (!use_decoy(d)) {
 			outcome_error(d, "temp_fail", "out of memory", true);
 			return true;
 		}

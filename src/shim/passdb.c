@@ -189,6 +189,34 @@ int passdb_route(const struct passdb *db, const char *user, char **host_r, char 
 	return 0;
 }
 
+/* The users file passdb_lookup() found user in; NULL if none. */
+static struct passdb_file_src *file_of(const struct passdb *db, const char *user)
+{
+	for (size_t i = 0; i < db->count && db->src[i].file != NULL; i++)
+		if (passdb_file_has(db->src[i].file, user))
+			return db->src[i].file;
+	return NULL;
+}
+
+bool passdb_nologin(const struct passdb *db, const char *user)
+{
+	struct passdb_file_src *f = file_of(db, user);
+
+	return f != NULL && passdb_file_field(f, user, "nologin") != NULL;
+}
+
+char *passdb_decoy(const struct passdb *db, const char *name)
+{
+	for (size_t i = 0; i < db->count && db->src[i].file != NULL; i++) {
+		struct passdb_file_src *f = db->src[i].file;
+		char *decoy = passdb_file_decoy(f, name);
+
+		if (decoy != NULL)
+			return with_scheme(decoy, passdb_file_default_scheme(f), db->default_scheme);
+	}
+	return NULL;
+}
+
 const char *passdb_default_scheme(const struct passdb *db)
 {
 	return db->default_scheme;

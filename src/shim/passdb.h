@@ -48,6 +48,13 @@ enum passdb_result passdb_lookup(const struct passdb *db, const char *user,
    proxy semantics: where the user's mailbox is), malloc()ed, NULL when
    absent. -1 when out of memory. */
 int passdb_route(const struct passdb *db, const char *user, char **host_r, char **port_r);
+/* After PASSDB_FOUND: true when the user's entry carries Dovecot's
+   `nologin` field (a locked account). */
+bool passdb_nologin(const struct passdb *db, const char *user);
+/* A decoy stored password for name (passdb_file_decoy) from the first users
+   file that has users, with its "{SCHEME}" as passdb_lookup() gives it;
+   NULL when there is none. */
+char *passdb_decoy(const struct passdb *db, const char *name);
 const char *passdb_default_scheme(const struct passdb *db);
 size_t passdb_user_count(const struct passdb *db);
 /* The name of the source that answers for users in no file ("-": none). */

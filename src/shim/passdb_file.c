@@ -1,7 +1,9 @@
 #include "passdb_file.h"
 
 #include <errno.h>
+#include <sodium.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +29,7 @@ struct passdb_file_src {
 	struct file_sig failed;         /* last version that failed to load */
 	char last_error[512];           /* last error logged, to log it once */
 	struct timespec last_check;
+	unsigned char decoy_key[crypto_shorthash_KEYBYTES];    /* per process */
 };
 
 struct passdb_file_src *passdb_file_new(const char *path, const char *default_scheme)
@@ -41,6 +44,7 @@ struct passdb_file_src *passdb_file_new(const char *path, const char *default_sc
 		passdb_file_free(db);
 		return NULL;
 	}
+	crypto_shorthash_keygen(db->decoy_key);
 	return db;
 }
 
@@ -178,12 +182,51 @@ enum passdb_file_result passdb_file_lookup(const struct passdb_file_src *db,
 	return *stored_r != NULL ? PDF_FOUND : PDF_UNAVAILABLE;
 }
 
+bool passdb_file_has(const struct passdb_file_src *db, const char *user)
+{
+	return db->pf != NULL && passwd_file_lookup(db->pf, user) != NULL;
+}
+
 const char *passdb_file_field(const struct passdb_file_src *db, const char *user,
 			      const char *key)
 {
 	const struct passwd_entry *e = db->pf != NULL ? passwd_file_lookup(db->pf, user) : NULL;
 
 	return e != NULL ? passwd_entry_field(e, key) : NULL;
+}
+
+/* A stored password worth using as a decoy: not empty, not locked with the
+   usual '!' or '*' in front of the hash. */
+static bool decoy_usable(const char *stored)
+{
+	const char *hash = stored;
+
+	if (stored == NULL || stored[0] == '\0')
+		return false;
+	if (stored[0] == '{') {
+		const char *end = strchr(stored, '}');
+		hash = end != NULL ? end + 1 : stored;
+	}
+	return hash[0] != '\0' && hash[0] != '!' && hash[0] != '*';
+}
+
+char *passdb_file_decoy(const struct passdb_file_src *db, const char *name)
+{
+	size_t n = passwd_file_count(db->pf);
+	unsigned char h[crypto_shorthash_BYTES];
+	uint64_t pick;
+
+	if (n == 0)
+		return NULL;
+	crypto_shorthash(h, (const unsigned char *)name, strlen(name), db->decoy_key);
+	memcpy(&pick, h, sizeof(pick));
+	for (size_t i = 0; i < n; i++) {
+		const struct passwd_entry *e = passwd_file_entry(db->pf, (size_t)((pick + i) % n));
+
+		if (decoy_usable(e->password))
+			return strdup(e->password);
+	}
+	return NULL;
 }
 
 const char *passdb_file_default_scheme(const struct passdb_file_src *db)

@@ -2,6 +2,7 @@
 #ifndef DOVEGATE_SHIM_PASSDB_FILE_H
 #define DOVEGATE_SHIM_PASSDB_FILE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "log.h"
@@ -29,10 +30,20 @@ void passdb_file_refresh(struct passdb_file_src *db, struct dglog *log);
 /* On FOUND, *stored_r is a malloc()ed copy of the password field (may be ""). */
 enum passdb_file_result passdb_file_lookup(const struct passdb_file_src *db,
 					   const char *user, char **stored_r);
+/* Whether the loaded file has user. */
+bool passdb_file_has(const struct passdb_file_src *db, const char *user);
 /* The user's extra field `key` (e.g. host, port); NULL when the user or the
    field is absent. Valid until the next refresh. */
 const char *passdb_file_field(const struct passdb_file_src *db, const char *user,
 			      const char *key);
+/* A decoy for a login that has no usable stored password (an unknown user,
+   an empty or unusable password field): another user's stored password,
+   picked by a keyed hash of name, so that verifying against it costs what
+   this file's real users cost, the same for the same name every time.
+   malloc()ed; NULL when the file has no user with a usable password
+   (not empty, not locked with '!' or '*'). The caller
+   must never let a match count. */
+char *passdb_file_decoy(const struct passdb_file_src *db, const char *name);
 const char *passdb_file_default_scheme(const struct passdb_file_src *db);
 size_t passdb_file_user_count(const struct passdb_file_src *db);
 
