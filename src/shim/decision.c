@@ -969,6 +969,7 @@ static void admit_login(struct decision *d)
 		return;
 	case PENALTY_HOLD:
 		d->held = t->adm.hold;  /* verify_login runs when it is over */
+		metrics_penalty_hold(t->adm.hold);
 		return;
 	case PENALTY_REFUSE:
 		snprintf(detail, sizeof(detail), "%s score %u reached refuse_at: not verified",

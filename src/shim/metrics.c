@@ -42,6 +42,7 @@ static struct {
 	double duration_sum;
 	uint64_t cache_hits, cache_misses;
 	uint64_t penalty_delays, penalty_delay_seconds, penalty_closes;
+	uint64_t penalty_holds, penalty_hold_seconds;
 	uint64_t passdb_errors;
 	uint64_t reloads_ok, reloads_failed;
 } m;
@@ -122,6 +123,12 @@ void metrics_decision(int proto, int method, const char *result, const char *rea
 		m.penalty_delay_seconds += (uint64_t)delay;
 	}
 	observe_duration(seconds);
+}
+
+void metrics_penalty_hold(unsigned seconds)
+{
+	m.penalty_holds++;
+	m.penalty_hold_seconds += seconds;
 }
 
 void metrics_reload(bool ok)
@@ -256,7 +263,8 @@ static void render_duration(struct writer *w)
 	uint64_t cumulative = 0;
 
 	family(w, "dovegate_auth_request_duration_seconds", "histogram",
-	       "Time from nginx's request to dovegate-auth's answer (Auth-Wait not included).");
+	       "Time from nginx's request to dovegate-auth's answer (holds before verifying "
+	       "included, Auth-Wait not).");
 	for (size_t i = 0; i < BUCKET_COUNT; i++) {
 		cumulative += m.duration[i];
 		put(w, "dovegate_auth_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
@@ -289,11 +297,16 @@ static void render_counters(struct writer *w)
 		"Logins the cache did not know (the password was verified).", m.cache_misses);
 	counter(w, "dovegate_auth_passdb_errors_total",
 		"Temporary failures (reason temp_fail): users file not loaded, Dovecot "
-		"auth unreachable or TEMP, an unusable stored password.", m.passdb_errors);
+		"auth unreachable or TEMP.", m.passdb_errors);
 	counter(w, "dovegate_auth_penalty_delays_total",
 		"Failed logins answered with a brute-force Auth-Wait delay.", m.penalty_delays);
 	counter(w, "dovegate_auth_penalty_delay_seconds_total",
 		"Sum of those Auth-Wait delays, seconds.", m.penalty_delay_seconds);
+	counter(w, "dovegate_auth_penalty_holds_total",
+		"Logins held before they were verified (a network or user with a score).",
+		m.penalty_holds);
+	counter(w, "dovegate_auth_penalty_hold_seconds_total",
+		"Sum of those holds, seconds.", m.penalty_hold_seconds);
 	counter(w, "dovegate_auth_penalty_closes_total",
 		"Failed logins at the attempt cap (no Auth-Wait: nginx closes).",
 		m.penalty_closes);

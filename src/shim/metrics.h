@@ -25,6 +25,8 @@ struct evbuffer;
    applied; seconds: how long the decision took. */
 void metrics_decision(int proto, int method, const char *result, const char *reason,
 		      const char *cache, int delay, double seconds);
+/* A login held seconds before it was verified (throttle.h). */
+void metrics_penalty_hold(unsigned seconds);
 void metrics_reload(bool ok);
 /* Back to zero (unit tests). */
 void metrics_reset(void);

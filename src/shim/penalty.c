@@ -658,10 +658,13 @@ void penalty_admit(struct penalty *p, const struct penalty_addr *ip, const char 
 	}
 	out->why = out->score == 0 ? "none" : by_user ? "user" : "network";
 	out->hold = penalty_delay_for_score(out->score, p->cfg.max_delay);
+	/* Refusals verify nothing, so a long Auth-Wait would gain nothing: it
+	   would only keep nginx holding the client connection (one an attacker
+	   has given up on) for that long. nginx needs at least 1. */
 	if (p->cfg.max_pending != 0 && ne->pending >= p->cfg.max_pending) {
 		out->verdict = PENALTY_BUSY;
 		out->why = "pending";
-		out->hold = out->hold > 0 ? out->hold : 1;
+		out->hold = 1;
 		return;
 	}
 	/* An exempt network (a success not long ago) is held but never refused
@@ -670,6 +673,7 @@ void penalty_admit(struct penalty *p, const struct penalty_addr *ip, const char 
 	if (p->cfg.refuse_at != 0 && out->score >= p->cfg.refuse_at &&
 	    (by_user || ne->exempt_until <= now)) {
 		out->verdict = PENALTY_REFUSE;
+		out->hold = 1;
 		refusal_seen(p, ne, user, by_user, now);
 		return;
 	}

@@ -72,7 +72,7 @@ enum penalty_verdict {
 
 struct penalty_admission {
 	enum penalty_verdict verdict;
-	unsigned hold;                  /* HOLD: s to wait; REFUSE/BUSY: Auth-Wait (>= 1) */
+	unsigned hold;                  /* HOLD: s to wait; REFUSE/BUSY: Auth-Wait, 1 */
 	unsigned score;                 /* the score that decided */
 	/* "none", "trusted", "network", "user", "pending" */
 	const char *why;

@@ -107,3 +107,14 @@ def test_bench_soak_smoke():
     m = re.search(r"good (\d+) accepted, bad (\d+) refused, replays (\d+) refused, "
                   r"0 wrong answers, 0 errors", out)
     assert m and all(int(x) > 0 for x in m.groups()), report
+
+
+def test_bench_bruteforce_smoke():
+    """bench/run-bruteforce --smoke: the attacker's guesses reach the chain,
+    some are refused unverified, and the other network's logins succeed."""
+    out, report = run_bench("run-bruteforce")
+    m = re.search(r"smoke: brute-force harness ran: (\d+) guesses sent, (\d+) checked, "
+                  r"other network (\d+) logins ok", out)
+    assert m and int(m[1]) > 0 and int(m[3]) > 0, report
+    # the throttle: fewer passwords were checked than guesses were sent
+    assert int(m[2]) < int(m[1]), report

@@ -11,6 +11,7 @@ duration_ms, with a wide margin (same run, ratio to the real user).
 """
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -47,6 +48,7 @@ def slow(tmp_path_factory):
     for i in range(30):
         if ask(c, "slow-0", "slow-pass-1", f"192.0.2.{200 + i}")["auth-status"] == "OK":
             break
+        time.sleep(0.3)
     else:
         pytest.fail("the rewritten users file was not loaded")
     yield c
