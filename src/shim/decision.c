@@ -313,37 +313,47 @@ static void finish(struct decision *d)
 
 /* ---- password verification ------------------------------------------------ */
 
-/* Worker thread: reads only d->stored, d->default_scheme and d->req. */
+static bool unusable(enum scheme_result r)
+{
+	return r == SCHEME_MALFORMED || r == SCHEME_UNKNOWN;
+}
+
+static enum scheme_result verify_against(const struct decision *d, const char *stored,
+					 const char **error_r)
+{
+	const struct authhttp_request *r = &d->req;
+
+	switch (r->method) {
+	case AUTHHTTP_METHOD_APOP:
+		return scheme_verify_apop(stored, d->default_scheme, r->salt, r->salt_len,
+					  r->pass, r->pass_len, error_r);
+	case AUTHHTTP_METHOD_CRAM_MD5:
+		return scheme_verify_cram_md5(stored, d->default_scheme, r->salt, r->salt_len,
+					      r->pass, r->pass_len, error_r);
+	default:
+		return scheme_verify(stored, d->default_scheme, r->pass, r->pass_len, error_r);
+	}
+}
+
+/* Worker thread: reads only d->stored, d->decoy, d->default_scheme, d->req
+   and the runtime's (immutable) dummy hash. */
 static void verify_work(void *arg)
 {
 	struct decision *d = arg;
-	const struct authhttp_request *r = &d->req;
+	const bool decoyed = d->unknown_user || d->no_password;
+	const char *ignored;
 
 	d->verify_error = NULL;
-	switch (r->method) {
-	case AUTHHTTP_METHOD_APOP:
-		d->verified = scheme_verify_apop(d->stored, d->default_scheme, r->salt,
-						 r->salt_len, r->pass, r->pass_len,
-						 &d->verify_error);
-		break;
-	case AUTHHTTP_METHOD_CRAM_MD5:
-		d->verified = scheme_verify_cram_md5(d->stored, d->default_scheme, r->salt,
-						     r->salt_len, r->pass, r->pass_len,
-						     &d->verify_error);
-		break;
-	default:
-		d->verified = scheme_verify(d->stored, d->default_scheme, r->pass,
-					    r->pass_len, &d->verify_error);
-		/* a stored password that cannot be checked (a locked "!..." hash, an
-		   unknown scheme) answers no faster than a real one */
-		if ((d->verified == SCHEME_MALFORMED || d->verified == SCHEME_UNKNOWN) &&
-		    d->decoy != NULL) {
-			const char *ignored;
-			(void)scheme_verify(d->decoy, d->default_scheme, r->pass, r->pass_len,
-					    &ignored);
-		}
-		break;
-	}
+	d->verified = verify_against(d, d->stored, &d->verify_error);
+	if (!unusable(d->verified) || AUTHHTTP_METHOD_HAS_SALT(d->req.method))
+		return;
+	/* A stored password that cannot be checked (a locked "!..." hash, an
+	   unknown scheme, a broken decoy) answers no faster than a real one:
+	   check the decoy, or failing that the dummy, and discard the result. */
+	if (d->decoy == NULL || unusable(verify_against(d, d->decoy, &ignored)))
+		(void)verify_against(d, d->rt->dummy_hash, &ignored);
+	if (decoyed)
+		d->verified = SCHEME_MISMATCH;  /* concluded as unknown/no password anyway */
 }
 
 /* ---- the backend ------------------------------------------------------------ */
