@@ -48,9 +48,13 @@
    cache_key stays NULL and Dovecot's auth cache neither stores nor serves
    this passdb's results whatever auth_cache_size says (init() checks).
 
-   No lookup_credentials: tickets are plaintext passwords, and Dovecot treats
+   No lookup_credentials: tickets are plaintext passwords. Dovecot treats
    a passdb without it as "scheme not available" for CRAM-MD5 & co, which
-   falls through to the next passdb as well.
+   it handles with result_failure: return-fail (init() below), so such a
+   mechanism fails while this passdb comes first (seen on 2.3.19 with
+   auth_mechanisms = ... cram-md5, on Dovecot's own listeners too). On
+   nginx_ports that is also what keeps them out: a lookup_credentials that
+   passed on would have to refuse there as verify_plain does.
 
    Files: the key ring is read at preinit (still root) and re-read when its
    file changes (stat at most once a second, as the auth process's
