@@ -104,16 +104,21 @@ def test_doveconf_shows_the_passdb_settings(rendered):
     out = doveconf(c, "-n")
     assert out.returncode == 0, out.stderr
     keys, audience = c.values["TICKET_KEYRING"], c.values["TICKET_AUDIENCE"]
+    ports = [str(c.values[k]) for k in ("DOVECOT_PROXY_IMAP_PORT", "DOVECOT_PROXY_POP3_PORT",
+                                        "DOVECOT_PROXY_SUBMISSION_PORT")]
     if dovecot_line() == "2.4":
         # declared by the settings module: shown as settings of their own
         block = re.search(r"^passdb dovegate \{\n(.*?)^\}", out.stdout, re.M | re.S)
         assert block, out.stdout
         assert re.search(rf"^\s+keys = {re.escape(keys)}$", block.group(1), re.M), block.group(1)
         assert re.search(rf"^\s+audience = {re.escape(audience)}$", block.group(1), re.M), block.group(1)
+        assert re.search(rf"^\s+nginx_ports = {' '.join(ports)}$", block.group(1), re.M), \
+            block.group(1)
     else:
         # (2.3's doveconf hides values of keys named like secrets without -P)
         assert re.search(rf"args = keys=\S+ audience={re.escape(audience)}\b",
                          out.stdout), out.stdout
+        assert re.search(rf"args = .* nginx_ports={','.join(ports)}$", out.stdout, re.M), out.stdout
 
 
 def test_misspelled_setting_is_refused_by_name(rendered):
