@@ -5,8 +5,8 @@
      passdb dovegate {
        keys = /etc/dovecot/dovegate.keys
        audience = dovecot-1
-       [allow_real_nets = NET ...] [skew = 30s] [max_lifetime = 5min]
-       [replay_cache_size = 100000]
+       [allow_real_nets = NET ...] [nginx_ports = PORT ...]
+       [skew = 30s] [max_lifetime = 5min] [replay_cache_size = 100000]
      }
 
    listed before the operator's normal passdb. It verifies the login tickets
@@ -23,6 +23,17 @@
    field", an internal failure): when this passdb is the last one (a
    ticket-only backend) a non-ticket answers USER_UNKNOWN instead.
 
+   Except on nginx_ports, the listeners meant for nginx: there a password
+   that is not a ticket is refused unchecked (PASSWORD_MISMATCH, final as
+   below; one log line, never the password), unless a master passdb already
+   verified it (master-user login). Anyone in haproxy_trusted_networks may
+   send those listeners a PROXY header claiming any client address (with
+   nginx on the same host: every local user), so a user's own password
+   there would skip dovegate-auth's checks under an address of the
+   sender's choice. The port checked is the socket's (real_local_port),
+   which the PROXY header cannot change; direct clients on Dovecot's other
+   listeners are not affected.
+
    A ticket: real peer in allow_real_nets (before anything else, so a
    ticket shown from elsewhere is not used up), key ring lookup by kid,
    signature, claims (ticket_json.c), time/audience/user/service
@@ -37,9 +48,13 @@
    cache_key stays NULL and Dovecot's auth cache neither stores nor serves
    this passdb's results whatever auth_cache_size says (init() checks).
 
-   No lookup_credentials: tickets are plaintext passwords, and Dovecot treats
+   No lookup_credentials: tickets are plaintext passwords. Dovecot treats
    a passdb without it as "scheme not available" for CRAM-MD5 & co, which
-   falls through to the next passdb as well.
+   it handles with result_failure: return-fail (init() below), so such a
+   mechanism fails while this passdb comes first (seen on 2.3.19 with
+   auth_mechanisms = ... cram-md5, on Dovecot's own listeners too). On
+   nginx_ports that is also what keeps them out: a lookup_credentials that
+   passed on would have to refuse there as verify_plain does.
 
    Files: the key ring is read at preinit (still root) and re-read when its
    file changes (stat at most once a second, as the auth process's
@@ -330,6 +345,47 @@ dovegate_verify_ticket(struct auth_request *request,
 	return PASSDB_RESULT_OK;
 }
 
+/* ---- passwords on the listeners for nginx ------------------------------ */
+
+/* The connection's own local port (Dovecot sends the socket's as
+   real_lport when a PROXY header claimed another; it equals lport
+   otherwise) is one of nginx_ports. */
+static bool
+dovegate_on_nginx_port(const struct dovegate_passdb_module *m,
+		       const struct auth_request *request)
+{
+	in_port_t port = request->fields.real_local_port;
+	unsigned int i;
+
+	if (port == 0)
+		return FALSE;
+	for (i = 0; i < m->set.nginx_ports_count; i++) {
+		if (m->set.nginx_ports[i] == port)
+			return TRUE;
+	}
+	return FALSE;
+}
+
+/* One line naming the port and the real peer (the prefix has the user and
+   the claimed client address); the password is neither checked nor
+   logged. */
+static enum passdb_result
+dovegate_refuse_password(struct auth_request *request)
+{
+	const struct ip_addr *peer = &request->fields.real_remote_ip;
+
+	e_info(event_create_passthrough(authdb_event(request))->
+	       add_category(&event_category_dovegate)->
+	       add_str("dovegate_result", "refused")->
+	       add_str("dovegate_reason", "nginx_port")->event(),
+	       "dovegate: password refused: reason=nginx_port lport=%u "
+	       "real_rip=%s (a listener for nginx: only login tickets and "
+	       "master-user logins; the password was not checked)",
+	       request->fields.real_local_port,
+	       peer->family == 0 ? "unknown" : net_ip2addr(peer));
+	return PASSDB_RESULT_PASSWORD_MISMATCH;
+}
+
 static void
 dovegate_verify_plain(struct auth_request *request, const char *password,
 		      verify_plain_callback_t *callback)
@@ -345,6 +401,10 @@ dovegate_verify_plain(struct auth_request *request, const char *password,
 			"dovegate: password already verified (master login), "
 			"passing on");
 	} else if (!ticket_looks_like_one(password, strlen(password))) {
+		if (dovegate_on_nginx_port(m, request)) {
+			callback(dovegate_refuse_password(request), request);
+			return;
+		}
 		e_debug(dovegate_request_event(request),
 			"dovegate: not a login ticket, passing on");
 	} else {
@@ -372,6 +432,20 @@ static void dovegate_warn_open_peers(const struct dovegate_passdb_module *m)
 	i_warning("passdb dovegate: allow_real_nets is not set: tickets are "
 		  "accepted from any peer, not only from nginx; set "
 		  "allow_real_nets to nginx's addresses");
+}
+
+/* Without nginx_ports the listeners for nginx take users' own passwords
+   too, from anyone in haproxy_trusted_networks (with nginx on this host:
+   every local user), under a client address of the sender's choice. */
+static void dovegate_warn_open_ports(const struct dovegate_passdb_module *m)
+{
+	if (m->set.nginx_ports_count > 0)
+		return;
+	i_warning("passdb dovegate: nginx_ports is not set: the listeners for "
+		  "nginx accept users' own passwords, sent by anyone in "
+		  "haproxy_trusted_networks with a client address of their "
+		  "choice; set nginx_ports to the ports of the haproxy = yes "
+		  "listeners");
 }
 
 int dovegate_passdb_create(pool_t pool,
@@ -417,12 +491,15 @@ int dovegate_passdb_create(pool_t pool,
 		/* (auth-worker processes load every passdb too, unused) */
 		i_info("passdb dovegate: audience=%s keys=%s (%zu keys) "
 		       "skew=%u max_lifetime=%u replay_cache_size=%u "
-		       "allow_real_nets=%s", m->set.audience, m->set.keys_path,
-		       keyring_count(m->ring), m->set.skew,
+		       "allow_real_nets=%s nginx_ports=%s", m->set.audience,
+		       m->set.keys_path, keyring_count(m->ring), m->set.skew,
 		       m->set.max_lifetime, m->set.replay_cache_size,
 		       m->set.real_nets_str == NULL ? "any" :
-		       m->set.real_nets_str);
+		       m->set.real_nets_str,
+		       m->set.nginx_ports_str == NULL ? "none" :
+		       m->set.nginx_ports_str);
 		dovegate_warn_open_peers(m);
+		dovegate_warn_open_ports(m);
 	}
 	*module_r = &m->module;
 	return 0;

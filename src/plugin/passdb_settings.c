@@ -44,9 +44,35 @@ dovegate_parse_nets(struct dovegate_passdb_settings *set, pool_t pool,
 	return 0;
 }
 
+static int
+dovegate_parse_ports(struct dovegate_passdb_settings *set, pool_t pool,
+		     const char *value, const char **error_r)
+{
+	const char *const *ports = t_strsplit_spaces(value, ", ");
+	unsigned int i, count = str_array_length(ports);
+	in_port_t *parsed;
+
+	if (count == 0)
+		return 0;
+	parsed = p_new(pool, in_port_t, count);
+	for (i = 0; i < count; i++) {
+		if (net_str2port(ports[i], &parsed[i]) < 0) {
+			*error_r = t_strdup_printf(
+				"nginx_ports=%s: '%s' is not a port number "
+				"(1-65535; the ports of the haproxy = yes "
+				"listeners, e.g. 10143)", value, ports[i]);
+			return -1;
+		}
+	}
+	set->nginx_ports = parsed;
+	set->nginx_ports_count = count;
+	set->nginx_ports_str = p_strdup(pool, value);
+	return 0;
+}
+
 int dovegate_passdb_settings_check(struct dovegate_passdb_settings *set,
 				   pool_t pool, const char *nets,
-				   const char **error_r)
+				   const char *ports, const char **error_r)
 {
 	if (set->keys_path != NULL && set->keys_path[0] != '\0' &&
 	    set->keys_path[0] != '/') {
@@ -71,7 +97,13 @@ int dovegate_passdb_settings_check(struct dovegate_passdb_settings *set,
 	set->real_nets = NULL;
 	set->real_nets_count = 0;
 	set->real_nets_str = NULL;
-	return nets == NULL ? 0 : dovegate_parse_nets(set, pool, nets, error_r);
+	set->nginx_ports = NULL;
+	set->nginx_ports_count = 0;
+	set->nginx_ports_str = NULL;
+	if (nets != NULL && dovegate_parse_nets(set, pool, nets, error_r) < 0)
+		return -1;
+	return ports == NULL ? 0 :
+		dovegate_parse_ports(set, pool, ports, error_r);
 }
 
 int dovegate_passdb_settings_require(const struct dovegate_passdb_settings *set,

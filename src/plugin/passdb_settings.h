@@ -19,7 +19,8 @@
 
 /* Every key, for error messages that list them. */
 #define DOVEGATE_SETTING_KEYS \
-	"keys, audience, skew, max_lifetime, replay_cache_size, allow_real_nets"
+	"keys, audience, skew, max_lifetime, replay_cache_size, " \
+	"allow_real_nets, nginx_ports"
 
 struct passdb_module;
 struct passdb_module_interface;
@@ -39,15 +40,23 @@ struct dovegate_passdb_settings {
 	const char *real_nets_str;  /* NULL: any */
 	const struct dovegate_net *real_nets;
 	unsigned int real_nets_count;
+	/* nginx_ports: the local ports of the listeners meant for nginx. A
+	   login on one of them (the socket's port, not the PROXY header's
+	   claim) must bring a ticket or be a master-user login; any other
+	   password is refused unchecked. None: every port takes passwords. */
+	const char *nginx_ports_str;  /* NULL: none */
+	const in_port_t *nginx_ports;
+	unsigned int nginx_ports_count;
 };
 
-/* The numbers and the nets (comma- or space-separated) against the rules.
+/* The numbers, the nets and the ports (each list comma- or
+   space-separated; NULL: unset) against the rules.
    `keys` and `audience` may be empty here (the 2.4 config process checks
    every filter, used or not); dovegate_passdb_settings_require() says
    when they are missing. Returns 0, or -1 with *error_r naming the key. */
 int dovegate_passdb_settings_check(struct dovegate_passdb_settings *set,
 				   pool_t pool, const char *nets,
-				   const char **error_r);
+				   const char *ports, const char **error_r);
 int dovegate_passdb_settings_require(const struct dovegate_passdb_settings *set,
 				     const char **error_r);
 

@@ -4,8 +4,8 @@
      passdb {
        driver = dovegate
        args = keys=/etc/dovecot/dovegate.keys audience=mx1 \
-              [allow_real_nets=NET,...] [skew=30] [max_lifetime=300] \
-              [replay_cache_size=100000]
+              [allow_real_nets=NET,...] [nginx_ports=PORT,...] \
+              [skew=30] [max_lifetime=300] [replay_cache_size=100000]
      }
 
    A bad or missing setting stops the auth process with a line naming it,
@@ -21,7 +21,7 @@ dovegate_args_fatal(const char *error)
 {
 	i_fatal("passdb dovegate: %s (args = keys=FILE audience=ID "
 		"[skew=SECS] [max_lifetime=SECS] [replay_cache_size=N] "
-		"[allow_real_nets=NET,...])", error);
+		"[allow_real_nets=NET,...] [nginx_ports=PORT,...])", error);
 }
 
 static unsigned int dovegate_arg_uint(const char *key, const char *value)
@@ -37,11 +37,12 @@ static unsigned int dovegate_arg_uint(const char *key, const char *value)
 
 static void
 dovegate_parse_args(struct dovegate_passdb_settings *set, const char *args,
-		    const char **nets_r)
+		    const char **nets_r, const char **ports_r)
 {
 	const char *const *arg, *key, *value, *p;
 
 	*nets_r = NULL;
+	*ports_r = NULL;
 	for (arg = t_strsplit_spaces(args, " \t"); *arg != NULL; arg++) {
 		p = strchr(*arg, '=');
 		if (p == NULL || p == *arg || p[1] == '\0') {
@@ -62,6 +63,8 @@ dovegate_parse_args(struct dovegate_passdb_settings *set, const char *args,
 			set->replay_cache_size = dovegate_arg_uint(key, value);
 		else if (strcmp(key, "allow_real_nets") == 0)
 			*nets_r = value;
+		else if (strcmp(key, "nginx_ports") == 0)
+			*ports_r = value;
 		else {
 			dovegate_args_fatal(t_strdup_printf(
 				"unknown argument '%s' (known: %s)", key,
@@ -79,11 +82,11 @@ dovegate_preinit_v23(pool_t pool, const char *args)
 		.replay_cache_size = DOVEGATE_DEFAULT_REPLAY_CACHE_SIZE,
 	};
 	struct passdb_module *module = NULL;
-	const char *nets, *error;
+	const char *nets, *ports, *error;
 
 	T_BEGIN {
-		dovegate_parse_args(&set, args, &nets);
-		if (dovegate_passdb_settings_check(&set, pool, nets,
+		dovegate_parse_args(&set, args, &nets, &ports);
+		if (dovegate_passdb_settings_check(&set, pool, nets, ports,
 						   &error) < 0 ||
 		    dovegate_passdb_settings_require(&set, &error) < 0)
 			dovegate_args_fatal(error);

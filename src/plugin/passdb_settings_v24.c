@@ -5,6 +5,7 @@
        keys = /etc/dovecot/dovegate.keys
        audience = mx1
        #allow_real_nets = 192.0.2.10 2001:db8::/64
+       #nginx_ports = 10143 10110 10587
        #skew = 30s
        #max_lifetime = 5min
        #replay_cache_size = 100000

@@ -23,6 +23,7 @@ static const struct setting_define passdb_dovegate_setting_defines[] = {
 	DEF(TIME, max_lifetime),
 	DEF(UINT, replay_cache_size),
 	DEF(BOOLLIST, allow_real_nets),
+	DEF(BOOLLIST, nginx_ports),
 	DEF(STR_NOVARS_HIDDEN, args),
 
 	SETTING_DEFINE_LIST_END
@@ -35,6 +36,7 @@ static const struct passdb_dovegate_settings passdb_dovegate_default_settings = 
 	.max_lifetime = DOVEGATE_DEFAULT_MAX_LIFETIME,
 	.replay_cache_size = DOVEGATE_DEFAULT_REPLAY_CACHE_SIZE,
 	.allow_real_nets = ARRAY_INIT,
+	.nginx_ports = ARRAY_INIT,
 	.args = "",
 };
 
@@ -43,7 +45,7 @@ int dovegate_settings_v24_convert(const struct passdb_dovegate_settings *in,
 				  struct dovegate_passdb_settings *out,
 				  const char **error_r)
 {
-	const char *nets = NULL;
+	const char *nets = NULL, *ports = NULL;
 
 	if (in->args[0] != '\0') {
 		*error_r = t_strdup_printf(
@@ -51,7 +53,8 @@ int dovegate_settings_v24_convert(const struct passdb_dovegate_settings *in,
 			"write the settings inside passdb dovegate { }, one "
 			"per line: keys = FILE, audience = ID and optionally "
 			"skew, max_lifetime, replay_cache_size, "
-			"allow_real_nets (or as passdb_dovegate_keys etc.)",
+			"allow_real_nets, nginx_ports (or as "
+			"passdb_dovegate_keys etc.)",
 			in->args);
 		return -1;
 	}
@@ -66,7 +69,12 @@ int dovegate_settings_v24_convert(const struct passdb_dovegate_settings *in,
 		nets = t_strarray_join(
 			settings_boollist_get(&in->allow_real_nets), " ");
 	}
-	return dovegate_passdb_settings_check(out, pool, nets, error_r);
+	if (array_is_created(&in->nginx_ports) &&
+	    array_count(&in->nginx_ports) > 0) {
+		ports = t_strarray_join(
+			settings_boollist_get(&in->nginx_ports), " ");
+	}
+	return dovegate_passdb_settings_check(out, pool, nets, ports, error_r);
 }
 
 static bool

@@ -16,6 +16,7 @@ struct passdb_dovegate_settings {
 	unsigned int max_lifetime;
 	unsigned int replay_cache_size;
 	ARRAY_TYPE(const_string) allow_real_nets;
+	ARRAY_TYPE(const_string) nginx_ports;
 	/* Dovecot 2.3's "args = ..." line: refused with the 2.4 keys */
 	const char *args;
 };

@@ -104,16 +104,21 @@ def test_doveconf_shows_the_passdb_settings(rendered):
     out = doveconf(c, "-n")
     assert out.returncode == 0, out.stderr
     keys, audience = c.values["TICKET_KEYRING"], c.values["TICKET_AUDIENCE"]
+    ports = [str(c.values[k]) for k in ("DOVECOT_PROXY_IMAP_PORT", "DOVECOT_PROXY_POP3_PORT",
+                                        "DOVECOT_PROXY_SUBMISSION_PORT")]
     if dovecot_line() == "2.4":
         # declared by the settings module: shown as settings of their own
         block = re.search(r"^passdb dovegate \{\n(.*?)^\}", out.stdout, re.M | re.S)
         assert block, out.stdout
         assert re.search(rf"^\s+keys = {re.escape(keys)}$", block.group(1), re.M), block.group(1)
         assert re.search(rf"^\s+audience = {re.escape(audience)}$", block.group(1), re.M), block.group(1)
+        assert re.search(rf"^\s+nginx_ports = {' '.join(ports)}$", block.group(1), re.M), \
+            block.group(1)
     else:
         # (2.3's doveconf hides values of keys named like secrets without -P)
         assert re.search(rf"args = keys=\S+ audience={re.escape(audience)}\b",
                          out.stdout), out.stdout
+        assert re.search(rf"args = .* nginx_ports={','.join(ports)}$", out.stdout, re.M), out.stdout
 
 
 def test_misspelled_setting_is_refused_by_name(rendered):
@@ -129,7 +134,7 @@ def test_misspelled_setting_is_refused_by_name(rendered):
         text, _ = dovecot_output(c, r"Fatal: passdb dovegate: ")
         assert re.search(r"Fatal: passdb dovegate: unknown argument 'kyes' "
                          r"\(known: keys, audience, skew, max_lifetime, replay_cache_size, "
-                         r"allow_real_nets\)", text), text[-3000:]
+                         r"allow_real_nets, nginx_ports\)", text), text[-3000:]
         assert_no_crash(text)
 
 
@@ -142,6 +147,19 @@ def test_out_of_range_value_is_refused_by_name(rendered):
         replace_passdb(c, f"  args = keys={keys} audience={audience} skew=7200\n")
     text, _ = dovecot_output(c, r"passdb dovegate: skew=7200: expected a number from 0 to 600")
     assert "passdb dovegate: skew=7200: expected a number from 0 to 600" in text, text[-3000:]
+    assert_no_crash(text)
+
+
+def test_bad_nginx_port_is_refused_by_name(rendered):
+    c = rendered
+    keys, audience = c.values["TICKET_KEYRING"], c.values["TICKET_AUDIENCE"]
+    if dovecot_line() == "2.4":
+        replace_passdb(c, f"  keys = {keys}\n  audience = {audience}\n  nginx_ports = 10143 imap\n")
+    else:
+        replace_passdb(c, f"  args = keys={keys} audience={audience} nginx_ports=10143,imap\n")
+    pattern = r"passdb dovegate: nginx_ports=10143[ ,]imap: 'imap' is not a port number \(1-65535"
+    text, _ = dovecot_output(c, pattern)
+    assert re.search(pattern, text), text[-3000:]
     assert_no_crash(text)
 
 
@@ -221,8 +239,37 @@ def test_unset_allow_real_nets_is_warned_about(rendered):
     assert_no_crash(text)
 
 
-def test_set_allow_real_nets_is_not_warned_about(rendered):
+OPEN_PORTS = (r"passdb dovegate: nginx_ports is not set: the listeners for nginx accept users' "
+              r"own passwords")
+
+
+def test_unset_nginx_ports_is_warned_about(rendered):
+    """Without nginx_ports a local user can log in on the listeners for
+    nginx with a password and an address of their choice: say so at start."""
     c = rendered
+    keys, audience = c.values["TICKET_KEYRING"], c.values["TICKET_AUDIENCE"]
+    nets = c.values["NGINX_ADDRESS"]
+    if dovecot_line() == "2.4":
+        replace_passdb(c, f"  keys = {keys}\n  audience = {audience}\n  allow_real_nets = {nets}\n")
+    else:
+        replace_passdb(c, f"  args = keys={keys} audience={audience} allow_real_nets={nets}\n")
+    text, running = dovecot_output(c, OPEN_PORTS)
+    assert re.search(r"Warning: " + OPEN_PORTS + r", sent by anyone in haproxy_trusted_networks "
+                     r"with a client address of their choice; set nginx_ports to the ports of "
+                     r"the haproxy = yes listeners", text), text[-3000:]
+    assert re.search(r"passdb dovegate: audience=\S+ .*nginx_ports=none", text), text[-3000:]
+    assert running, text[-3000:]
+    assert_no_crash(text)
+
+
+def test_set_allow_real_nets_and_nginx_ports_are_not_warned_about(rendered):
+    c = rendered
+    v = c.values
     text, _ = dovecot_output(c, r"passdb dovegate: audience=")
     assert re.search(r"passdb dovegate: audience=\S+ .*allow_real_nets=(?!any)", text), text[-3000:]
+    ports = "[ ,]".join(str(v[k]) for k in ("DOVECOT_PROXY_IMAP_PORT", "DOVECOT_PROXY_POP3_PORT",
+                                              "DOVECOT_PROXY_SUBMISSION_PORT"))
+    assert re.search(rf"passdb dovegate: audience=\S+ .* nginx_ports={ports}$", text, re.M), \
+        text[-3000:]
     assert not re.search(OPEN_PEERS, text), text[-3000:]
+    assert not re.search(OPEN_PORTS, text), text[-3000:]

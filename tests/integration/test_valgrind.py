@@ -5,8 +5,9 @@ the passdb, ticket and key ring code, replay cache) and imap-login
 (lib20_dovegate_plugin.so: the login plugin) under valgrind's memcheck. It
 drives the paths our code owns: a good ticket login through nginx (ticket
 accepted, session applied by the login plugin), a wrong password through
-nginx, and on Dovecot's haproxy port a non-ticket password (handed on to the
-next passdb), a replayed ticket and a tampered one. Then it stops Dovecot
+nginx, on Dovecot's haproxy port a non-ticket password (refused: nginx_ports)
+and on its direct port one (handed on to the next passdb), a replayed ticket
+and a tampered one. Then it stops Dovecot
 (SIGTERM to the master, so every process exits normally and valgrind writes
 its leak report) and reads every valgrind log: no memcheck error at all in
 any process, and no definitely/indirectly lost block allocated through our
@@ -138,10 +139,21 @@ def wrong_password_through_nginx(chain, alog):
 
 
 def plain_password_on_haproxy_port(chain, dlog):
-    """Not a ticket: the dovegate passdb hands it on; the passwd-file refuses it."""
+    """Not a ticket, on one of nginx_ports: refused by the dovegate passdb."""
     name, _ = user(chain, "carol")
     with pytest.raises(imaplib.IMAP4.error):
         proxy_login(chain, name, "not-carols-password")
+    dlog.wait_for(r"dovegate: password refused: reason=nginx_port\b", SLOW)
+
+
+def plain_password_on_direct_port(chain, dlog):
+    """Not a ticket, on Dovecot's own listener: the dovegate passdb hands it
+    on; the passwd-file refuses it."""
+    name, _ = user(chain, "carol")
+    c = imaplib.IMAP4("127.0.0.1", int(chain.env["DOVECOT_IMAP_PORT"]), timeout=SLOW)
+    with pytest.raises(imaplib.IMAP4.error):
+        c.login(name, "not-carols-password")
+    c.shutdown()
     dlog.wait_for(auth_line("passwd-file", name) + "Password mismatch", SLOW)
 
 
@@ -265,6 +277,7 @@ def test_modules_run_clean_under_valgrind(vg):
     ticket_login_through_nginx(chain, dlog)
     wrong_password_through_nginx(chain, alog)
     plain_password_on_haproxy_port(chain, dlog)
+    plain_password_on_direct_port(chain, dlog)
     replayed_ticket(chain, dlog)
     tampered_ticket(chain, dlog)
     assert_modules_loaded_under_valgrind(chain, logdir)
