@@ -20,6 +20,8 @@ enum key_kind { KEY_IP4 = 4, KEY_IP6 = 6, KEY_USER = 'u' };
 struct entry {
 	struct entry *hnext;            /* bucket chain */
 	struct entry *lprev, *lnext;    /* LRU list, most recent at head */
+	struct entry *sprev, *snext;    /* scored list (see scored_update) */
+	bool scored;
 	uint64_t hash;
 	unsigned char key[KEY_LEN];
 	uint8_t nrecent, recent_next;
@@ -36,6 +38,8 @@ struct penalty {
 	size_t nbuckets;                /* power of two */
 	size_t count;
 	struct entry *lru_head, *lru_tail;
+	struct entry *scored_head, *scored_tail;
+	size_t scored;                  /* entries on the scored list */
 	/* Random per process: table hashes cannot be flooded from outside, and
 	   fingerprints mean nothing outside this process. */
 	unsigned char table_key[crypto_shorthash_KEYBYTES];
@@ -201,6 +205,43 @@ static void lru_push_head(struct penalty *p, struct entry *e)
 		p->lru_tail = e;
 }
 
+/* Entries with a score are also on a list ordered by their last failure
+   (most recent at head: a failure moves its entry there with now, which
+   only grows), so the expired ones gather at the tail and penalty_active()
+   drops them from there without walking the table. */
+static void scored_unlink(struct penalty *p, struct entry *e)
+{
+	if (!e->scored)
+		return;
+	if (e->sprev != NULL)
+		e->sprev->snext = e->snext;
+	else
+		p->scored_head = e->snext;
+	if (e->snext != NULL)
+		e->snext->sprev = e->sprev;
+	else
+		p->scored_tail = e->sprev;
+	e->sprev = e->snext = NULL;
+	e->scored = false;
+	p->scored--;
+}
+
+/* After a failure (or a reset): on the list at head while it has a score. */
+static void scored_update(struct penalty *p, struct entry *e)
+{
+	scored_unlink(p, e);
+	if (e->score == 0)
+		return;
+	e->snext = p->scored_head;
+	if (p->scored_head != NULL)
+		p->scored_head->sprev = e;
+	p->scored_head = e;
+	if (p->scored_tail == NULL)
+		p->scored_tail = e;
+	e->scored = true;
+	p->scored++;
+}
+
 static uint64_t key_hash(const struct penalty *p, const unsigned char key[KEY_LEN])
 {
 	unsigned char out[crypto_shorthash_BYTES];
@@ -236,6 +277,7 @@ static void evict_tail(struct penalty *p)
 
 	table_unlink(p, e);
 	lru_unlink(p, e);
+	scored_unlink(p, e);
 	p->count--;
 	sodium_memzero(e, sizeof(*e));
 	free(e);
@@ -420,6 +462,7 @@ void penalty_fail(struct penalty *p, const struct penalty_addr *ip, const char *
 	if (ipe != NULL && !exempt) {
 		entry_decay(p, ipe, now);
 		counted = entry_fail(ipe, fpp, now);
+		scored_update(p, ipe);
 		out->score = ipe->score;
 	}
 	/* An exempt IP (a recent success) still raises the user's score: one
@@ -430,6 +473,7 @@ void penalty_fail(struct penalty *p, const struct penalty_addr *ip, const char *
 		if (ue != NULL) {
 			entry_decay(p, ue, now);
 			counted = entry_fail(ue, fpp, now) || counted;
+			scored_update(p, ue);
 			if (ue->score > out->score)
 				out->score = ue->score;
 		}
@@ -462,6 +506,7 @@ void penalty_success(struct penalty *p, const struct penalty_addr *ip, const cha
 	}
 	e->score = 0;
 	e->nrecent = e->recent_next = 0;
+	scored_update(p, e);
 }
 
 static unsigned peek_one(const struct penalty *p, const unsigned char key[KEY_LEN],
@@ -499,14 +544,18 @@ size_t penalty_entries(const struct penalty *p)
 	return p->count;
 }
 
-size_t penalty_active(const struct penalty *p, int64_t now)
+size_t penalty_active(struct penalty *p, int64_t now)
 {
-	size_t n = 0;
+	struct entry *e;
 
-	for (const struct entry *e = p->lru_head; e != NULL; e = e->lnext)
-		if (e->score > 0 && now - e->last_fail < (int64_t)p->cfg.forget_after)
-			n++;
-	return n;
+	/* what entry_decay() would do at their next failure, done now */
+	while ((e = p->scored_tail) != NULL &&
+	       now - e->last_fail >= (int64_t)p->cfg.forget_after) {
+		e->score = 0;
+		e->nrecent = e->recent_next = 0;
+		scored_unlink(p, e);
+	}
+	return p->scored;
 }
 
 /* ---- lifetime ----------------------------------------------------------- */

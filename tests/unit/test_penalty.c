@@ -11,6 +11,7 @@
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "penalty.h"
 
@@ -478,6 +479,81 @@ static void test_delay_invariant(void **state)
 	penalty_free(p);
 }
 
+/* The live-score gauge follows failures, successes, decay and eviction
+   exactly, and a scrape only forgets what expired (as a failure would). */
+static void test_active_count(void **state)
+{
+	struct penalty *p = new_penalty(0);
+	struct penalty_config cfg;
+	struct penalty_addr a = addr("192.0.2.1");
+	struct penalty_decision d;
+	const char *err = NULL;
+
+	assert_int_equal(penalty_active(p, T0), 0);
+	fail_n(p, "192.0.2.1", "alice", 1, T0, &d);            /* IP + alice */
+	fail_n(p, "192.0.2.2", NULL, 2, T0 + 10, &d);          /* + IP */
+	fail_n(p, "192.0.2.3", "bob", 1, T0 + 20, &d);         /* + IP + bob */
+	assert_int_equal(penalty_active(p, T0 + 20), 5);
+	assert_int_equal(penalty_active(p, T0 + 20), 5);       /* reading changes nothing */
+	penalty_success(p, &a, "alice", T0 + 30);              /* the IP's score goes */
+	assert_int_equal(penalty_active(p, T0 + 30), 4);
+	assert_int_equal(penalty_peek(p, &a, "alice", T0 + 30), 1);
+	/* alice's score (T0) expires first, then 192.0.2.2's (T0 + 10) */
+	assert_int_equal(penalty_active(p, T0 + 299), 4);
+	assert_int_equal(penalty_active(p, T0 + 300), 3);
+	assert_int_equal(penalty_peek(p, &a, "alice", T0 + 300), 0);
+	assert_int_equal(penalty_active(p, T0 + 310), 2);
+	/* a new failure moves a key to the front, or brings one back (alice;
+	   her exempt IP still does not count) */
+	fail_n(p, "192.0.2.3", NULL, 1, T0 + 315, &d);
+	fail_n(p, "192.0.2.1", "alice", 1, T0 + 316, &d);
+	assert_int_equal(penalty_active(p, T0 + 316), 3);
+	assert_int_equal(penalty_active(p, T0 + 320), 2);      /* bob's, from T0 + 20 */
+	/* eviction takes scored keys off the count too: alice and her IP stay */
+	penalty_config_defaults(&cfg);
+	cfg.max_attempts = 0;
+	cfg.max_entries = 2;
+	assert_int_equal(penalty_configure(p, &cfg, &err), 0);
+	assert_int_equal(penalty_entries(p), 2);
+	assert_int_equal(penalty_active(p, T0 + 320), 1);
+	penalty_free(p);
+}
+
+/* A scrape costs the same however many keys the table holds: no walk.
+   200 000 keys read 2 000 times would take seconds walked; bounded here
+   far below that (also under the sanitizers). */
+static void test_active_does_not_walk(void **state)
+{
+	struct penalty *p = penalty_new();
+	struct penalty_config cfg;
+	struct penalty_decision d;
+	struct penalty_addr a;
+	const char *err = NULL;
+	struct timespec t0, t1;
+	size_t n = 0;
+
+	assert_non_null(p);
+	penalty_config_defaults(&cfg);
+	cfg.max_attempts = 0;
+	cfg.max_entries = 200000;
+	assert_int_equal(penalty_configure(p, &cfg, &err), 0);
+	memset(&a, 0, sizeof(a));
+	a.family = AF_INET;
+	for (uint32_t i = 0; i < 200000; i++) {
+		uint32_t ip = htonl(0x0a000000u + i);
+
+		memcpy(a.b, &ip, 4);
+		penalty_fail(p, &a, NULL, NULL, 0, 1, T0, &d);
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (int i = 0; i < 2000; i++)
+		n += penalty_active(p, T0 + 1);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	assert_int_equal(n, (size_t)2000 * 200000);
+	assert_true((double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9 < 0.05);
+	penalty_free(p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -498,6 +574,8 @@ int main(void)
 		cmocka_unit_test(test_reconfigure_keeps_state),
 		cmocka_unit_test(test_many_keys),
 		cmocka_unit_test(test_delay_invariant),
+		cmocka_unit_test(test_active_count),
+		cmocka_unit_test(test_active_does_not_walk),
 	};
 
 	if (sodium_init() < 0)
