@@ -26,6 +26,14 @@ struct evbuffer;
 void metrics_decision(int proto, int method, const char *result, const char *reason,
 		      const char *cache, int delay, double seconds);
 void metrics_reload(bool ok);
+
+/* A metrics connection or scrape refused by the listener (metrics_http.h). */
+enum metrics_refusal {
+	METRICS_REFUSED_CONNECTIONS,    /* past [metrics] max_connections */
+	METRICS_REFUSED_UNAUTHORIZED,   /* no or wrong bearer token */
+	METRICS_REFUSED_COUNT
+};
+void metrics_scrape_refused(enum metrics_refusal why);
 /* Back to zero (unit tests). */
 void metrics_reset(void);
 
@@ -55,6 +63,7 @@ struct metrics_gauges {
 	size_t backend_count;
 	struct metrics_pool_state pools[METRICS_MAX_POOLS];
 	size_t pool_count;
+	size_t metrics_connections;     /* open on the metrics listener, this one included */
 };
 
 /* Adds one backend's health (beyond METRICS_MAX_BACKENDS: ignored). */
