@@ -361,7 +361,20 @@ static void use_address(struct decision *d, const char *ip)
 		outcome_error(d, "bad_route", detail, true);
 		return;
 	}
-	if (routing_choice_for(d->rt->routing, d->req.proto, ip, (unsigned)n, &d->target) < 0) {
+	switch (routing_choice_for(d->rt->routing, d->req.proto, ip, (unsigned)n, &d->target)) {
+	case 0:
+		break;
+	case ROUTING_OUTSIDE_POOL:
+		snprintf(detail, sizeof(detail), "passdb host=%.64s%s%.46s%s%s%.8s: not in "
+			 "the %s pool (allow_hosts_outside_pools = no)",
+			 d->route_host, strcmp(d->route_host, ip) != 0 ? " (" : "",
+			 strcmp(d->route_host, ip) != 0 ? ip : "",
+			 strcmp(d->route_host, ip) != 0 ? ")" : "",
+			 port != NULL ? " port=" : "", port != NULL ? port : "",
+			 dg_proto_name(d->req.proto));
+		outcome_error(d, "bad_route", detail, true);
+		return;
+	default:
 		snprintf(detail, sizeof(detail), "passdb host=%.64s is not usable", ip);
 		outcome_error(d, "bad_route", detail, true);
 		return;
