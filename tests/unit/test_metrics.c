@@ -144,6 +144,27 @@ static void test_reloads_close_and_gauges(void **state)
 	free(text);
 }
 
+/* The metrics listener's refusals, by a fixed reason, and its connections. */
+static void test_scrape_refusals(void **state)
+{
+	struct metrics_gauges g = { .metrics_connections = 2 };
+	char *text;
+
+	text = render(&g);
+	assert_line(text, "dovegate_auth_metrics_refused_total{reason=\"max_connections\"} 0");
+	assert_line(text, "dovegate_auth_metrics_refused_total{reason=\"unauthorized\"} 0");
+	free(text);
+	metrics_scrape_refused(METRICS_REFUSED_CONNECTIONS);
+	metrics_scrape_refused(METRICS_REFUSED_UNAUTHORIZED);
+	metrics_scrape_refused(METRICS_REFUSED_UNAUTHORIZED);
+	metrics_scrape_refused(METRICS_REFUSED_COUNT);          /* ignored */
+	text = render(&g);
+	assert_line(text, "dovegate_auth_metrics_refused_total{reason=\"max_connections\"} 1");
+	assert_line(text, "dovegate_auth_metrics_refused_total{reason=\"unauthorized\"} 2");
+	assert_line(text, "dovegate_auth_metrics_connections 2");
+	free(text);
+}
+
 static void test_penalty_off_has_no_penalty_gauges(void **state)
 {
 	struct metrics_gauges g = { 0 };
@@ -166,6 +187,7 @@ int main(void)
 		cmocka_unit_test_setup(test_reason_table_is_bounded, reset),
 		cmocka_unit_test_setup(test_reloads_close_and_gauges, reset),
 		cmocka_unit_test_setup(test_penalty_off_has_no_penalty_gauges, reset),
+		cmocka_unit_test_setup(test_scrape_refusals, reset),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
