@@ -87,6 +87,15 @@ static bool refusal_logged(struct refusal_log *rl, unsigned *since_r)
 	return true;
 }
 
+/* " (N more such since the last line)", or "" */
+static const char *since_text(unsigned since, char *buf, size_t len)
+{
+	if (since == 0)
+		return "";
+	snprintf(buf, len, " (%u more such since the last line)", since);
+	return buf;
+}
+
 static void peer_text(const struct sockaddr *sa, char *out, size_t len)
 {
 	const void *a = sa->sa_family == AF_INET6 ?
@@ -246,13 +255,14 @@ static bool authorized(const struct metrics_http *mh, const char *value)
 static void refuse_unauthorized(struct conn *c, const struct request *rq, bool head_only)
 {
 	struct metrics_http *mh = c->mh;
+	char sincebuf[64];
 	unsigned since;
 
 	metrics_scrape_refused(METRICS_REFUSED_UNAUTHORIZED);
 	if (refusal_logged(&mh->auth_log, &since))
-		dglog(mh->log, LOG_WARNING, "metrics: refused a scrape from %s: %s bearer token "
-		      "(%u more such since the last line)", c->peer,
-		      rq->authorization != NULL ? "wrong or malformed" : "no", since);
+		dglog(mh->log, LOG_WARNING, "metrics: refused a scrape from %s: %s bearer "
+		      "token%s", c->peer, rq->authorization != NULL ? "wrong or malformed" : "no",
+		      since_text(since, sincebuf, sizeof(sincebuf)));
 	reply_text(c, 401, "Unauthorized", rq->authorization != NULL ?
 		   "WWW-Authenticate: Bearer realm=\"" REALM "\", error=\"invalid_token\"\r\n" :
 		   "WWW-Authenticate: Bearer realm=\"" REALM "\"\r\n", head_only);
@@ -357,7 +367,7 @@ static void refuse_full(struct metrics_http *mh, evutil_socket_t fd,
 		"Content-Type: " TEXT_CONTENT_TYPE "\r\n"
 		"Content-Length: 28\r\nConnection: close\r\nRetry-After: 1\r\n\r\n"
 		"too many metrics connections";
-	char drain[1024], peer[INET6_ADDRSTRLEN];
+	char drain[1024], peer[INET6_ADDRSTRLEN], sincebuf[64];
 	unsigned since;
 	ssize_t n;
 
@@ -365,8 +375,8 @@ static void refuse_full(struct metrics_http *mh, evutil_socket_t fd,
 	if (refusal_logged(&mh->full_log, &since)) {
 		peer_text(sa, peer, sizeof(peer));
 		dglog(mh->log, LOG_WARNING, "metrics: refused a connection from %s: %zu open, "
-		      "[metrics] max_connections = %u (%u more such since the last line)",
-		      peer, mh->open, mh->max_connections, since);
+		      "[metrics] max_connections = %u%s", peer, mh->open, mh->max_connections,
+		      since_text(since, sincebuf, sizeof(sincebuf)));
 	}
 	/* what already came is read, so that close() does not reset the
 	   connection before the client reads the answer */
