@@ -350,13 +350,21 @@ def dovecot_pair():
 def test_dovecot_passdb_host_port_decide_first(dovecot_pair):
     chain = dovecot_pair
     name = next(u for u, _, _ in USERS if imap_login(chain, u)[0] == 1)
+    outside = next(u for u, _, _ in USERS if u != name)
     try:
         # Dovecot's passwd-file passdb now replies host=/port= for the user
         rewrite_user(chain, name, f"host=127.0.0.1 port={chain.env['DOVECOT_PROXY_IMAP_PORT_2']}")
+        # and for another one an address that is no backend of the pool
+        rewrite_user(chain, outside, "host=127.0.0.2 port=10143")
         for _ in range(2):
             assert imap_login(chain, name)[0] == 2
+        logs = watch_logs(chain)
+        refused_login(chain, outside)
+        m = decision(logs, user=outside, result="error", reason="bad_route")
+        assert "passdb host=127.0.0.2 port=10143: not in the imap pool" in m.group(0)
     finally:
         rewrite_user(chain, name, "")
+        rewrite_user(chain, outside, "")
     assert imap_login(chain, name)[0] == 1
 
 
