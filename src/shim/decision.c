@@ -347,6 +347,22 @@ static void respond_to_target(struct decision *d)
 	outcome_ok(d, cred_mode_name(credentials_mode(cred, r->proto)));
 }
 
+/* "passdb host=NAME (IP) port=P: not in the imap pool" (no IP when host=
+   was one), for [route] allow_hosts_outside_pools = no */
+static void outside_pool_detail(const struct decision *d, const char *ip, char *out,
+				size_t len)
+{
+	char host[96];
+
+	if (strcmp(d->route_host, ip) != 0)
+		snprintf(host, sizeof(host), "%.40s (%.46s)", d->route_host, ip);
+	else
+		snprintf(host, sizeof(host), "%.46s", ip);
+	snprintf(out, len, "passdb host=%s%s%.8s: not in the %s pool", host,
+		 d->route_port != NULL ? " port=" : "",
+		 d->route_port != NULL ? d->route_port : "", dg_proto_name(d->req.proto));
+}
+
 /* A passdb's host (an IP literal by now) and port. */
 static void use_address(struct decision *d, const char *ip)
 {
@@ -365,13 +381,7 @@ static void use_address(struct decision *d, const char *ip)
 	case 0:
 		break;
 	case ROUTING_OUTSIDE_POOL:
-		snprintf(detail, sizeof(detail), "passdb host=%.64s%s%.46s%s%s%.8s: not in "
-			 "the %s pool (allow_hosts_outside_pools = no)",
-			 d->route_host, strcmp(d->route_host, ip) != 0 ? " (" : "",
-			 strcmp(d->route_host, ip) != 0 ? ip : "",
-			 strcmp(d->route_host, ip) != 0 ? ")" : "",
-			 port != NULL ? " port=" : "", port != NULL ? port : "",
-			 dg_proto_name(d->req.proto));
+		outside_pool_detail(d, ip, detail, sizeof(detail));
 		outcome_error(d, "bad_route", detail, true);
 		return;
 	default:
