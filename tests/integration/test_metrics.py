@@ -394,6 +394,32 @@ def test_connection_cap(guarded):
     assert val(after, "dovegate_auth_metrics_connections") == 1
 
 
+def test_idle_connections_do_not_hold_the_slots(guarded):
+    """A client that connects and says nothing (or too little) is cut 10 s
+    after it connected, so stuck clients cannot keep scrapes out for long."""
+    port = int(guarded.values["METRICS_PORT"])
+    held = [socket.create_connection(("127.0.0.1", port), timeout=15)
+            for _ in range(GUARD_MAX_CONNECTIONS)]
+    held[1].sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")   # never ends its head
+    try:
+        time.sleep(0.5)
+        status = None
+        try:
+            status = get(guarded, token=METRICS_TOKEN)[0]
+        except (ConnectionError, http.client.HTTPException, urllib.error.URLError):
+            pass
+        assert status in (503, None)
+        # dovegate-auth closes both (EOF) at its 10 s deadline
+        started = time.monotonic()
+        for s in held:
+            assert s.recv(1) == b""
+        assert time.monotonic() - started < 12
+        assert get(guarded, token=METRICS_TOKEN)[0] == 200
+    finally:
+        for s in held:
+            s.close()
+
+
 def test_reload_rotates_the_token(guarded, token_file):
     pid = guarded.procs["dovegate-auth"].pid
     new = "scrape-rotated-9f2c"
