@@ -101,7 +101,10 @@ static const struct key_def keys[CK_COUNT] = {
 	  300000 },
 	{ "health", "panic", set_yes_no, FIELD(health_panic), 0, 0 },
 	{ "route", "key", set_string, FIELD(route_key), 0, 0 },
+	{ "route", "allow_hosts_outside_pools", set_yes_no, FIELD(route_allow_outside), 0, 0 },
 	{ "metrics", "listen", set_metrics_listen, FIELD(metrics_listen), 0, 0 },
+	{ "metrics", "max_connections", set_uint, FIELD(metrics_max_connections), 1, 1024 },
+	{ "metrics", "bearer_token_file", set_path, FIELD(metrics_token_file), 0, 0 },
 };
 
 /* CK_CRED_IMAP_MODE + proto is that protocol's key */
@@ -394,12 +397,21 @@ static int set_listen(struct dg_config *cfg, const struct key_def *def,
 	return 0;
 }
 
-/* [metrics] listen: TCP only; absent, there is no metrics listener. */
+/* [metrics] listen: TCP only; absent, there is no metrics listener. A bare
+   port means loopback: metrics reach the network only when an address
+   says so. */
 static int set_metrics_listen(struct dg_config *cfg, const struct key_def *def,
 			      const char *value, char *why, size_t whylen)
 {
+	size_t len = strlen(value);
+	char spec[32];
+
+	if (len > 0 && len <= 5 && strspn(value, "0123456789") == len) {
+		snprintf(spec, sizeof(spec), "127.0.0.1:%s", value);
+		value = spec;
+	}
 	if (parse_listen_tcp(&cfg->metrics_listen, value) < 0) {
-		snprintf(why, whylen, "expected IP:port or [IPv6]:port");
+		snprintf(why, whylen, "expected IP:port, [IPv6]:port or a port (on 127.0.0.1)");
 		return -1;
 	}
 	return replace_string(&cfg->metrics_listen_text, value, why, whylen);
@@ -1120,6 +1132,7 @@ static int set_defaults(struct dg_config *cfg, const char *path)
 	cfg->health_proxy_protocol = true;
 	cfg->health_greeting_timeout_ms = 30000;
 	cfg->health_panic = true;
+	cfg->metrics_max_connections = 16;
 	penalty_config_defaults(&cfg->penalty);
 	cfg->path = strdup(path);
 	cfg->dir = absolute_dir(path);
@@ -1306,5 +1319,6 @@ void config_free(struct dg_config *cfg)
 	}
 	free(cfg->route_key);
 	free(cfg->metrics_listen_text);
+	free(cfg->metrics_token_file);
 	memset(cfg, 0, sizeof(*cfg));
 }

@@ -46,8 +46,8 @@ enum config_key {
 	CK_PENALTY_REFUSE_AT, CK_PENALTY_MAX_PENDING, CK_PENALTY_KNOWN_NETWORK_TTL,
 	CK_HEALTH_ENABLED, CK_HEALTH_INTERVAL, CK_HEALTH_TIMEOUT, CK_HEALTH_RISE,
 	CK_HEALTH_FALL, CK_HEALTH_PROXY_PROTOCOL, CK_HEALTH_GREETING_TIMEOUT, CK_HEALTH_PANIC,
-	CK_ROUTE_KEY,
-	CK_METRICS_LISTEN,
+	CK_ROUTE_KEY, CK_ROUTE_ALLOW_OUTSIDE,
+	CK_METRICS_LISTEN, CK_METRICS_MAX_CONNECTIONS, CK_METRICS_TOKEN_FILE,
 	CK_COUNT
 };
 
@@ -124,6 +124,9 @@ struct dg_config {
 	bool health_panic;
 	/* [route] key: the hashing key's text, the same on every host (route.h) */
 	char *route_key;
+	/* [route] allow_hosts_outside_pools: a passdb host=/port= may name an
+	   address that is no backend of the protocol's pool (default no) */
+	bool route_allow_outside;
 	/* [credentials] */
 	enum cred_mode cred_mode;       /* mode: the default for every protocol */
 	enum cred_mode proto_cred_mode[DG_PROTO_COUNT]; /* imap_mode ...: resolved,
@@ -155,9 +158,12 @@ struct dg_config {
 	   (nginx's Proxy-Protocol-Addr) is believed; none by default */
 	struct penalty_net *proxy_trusted;
 	size_t proxy_trusted_count;
-	/* [metrics]: Prometheus listener (metrics_http.h); NULL: none */
+	/* [metrics]: Prometheus listener (metrics_http.h); NULL: none. A bare
+	   port listens on 127.0.0.1. */
 	char *metrics_listen_text;
 	struct dg_listen metrics_listen;
+	unsigned metrics_max_connections;       /* open at once; more: 503 */
+	char *metrics_token_file;       /* absolute; NULL: no bearer token */
 };
 
 /* Parse and check `path`; on error fills err and returns -1 (cfg is then

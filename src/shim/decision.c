@@ -384,6 +384,22 @@ static void respond_to_target(struct decision *d)
 	outcome_ok(d, cred_mode_name(credentials_mode(cred, r->proto)));
 }
 
+/* "passdb host=NAME (IP) port=P: not in the imap pool" (no IP when host=
+   was one), for [route] allow_hosts_outside_pools = no */
+static void outside_pool_detail(const struct decision *d, const char *ip, char *out,
+				size_t len)
+{
+	char host[96];
+
+	if (strcmp(d->route_host, ip) != 0)
+		snprintf(host, sizeof(host), "%.40s (%.46s)", d->route_host, ip);
+	else
+		snprintf(host, sizeof(host), "%.46s", ip);
+	snprintf(out, len, "passdb host=%s%s%.8s: not in the %s pool", host,
+		 d->route_port != NULL ? " port=" : "",
+		 d->route_port != NULL ? d->route_port : "", dg_proto_name(d->req.proto));
+}
+
 /* A passdb's host (an IP literal by now) and port. */
 static void use_address(struct decision *d, const char *ip)
 {
@@ -398,7 +414,14 @@ static void use_address(struct decision *d, const char *ip)
 		outcome_error(d, "bad_route", detail, true);
 		return;
 	}
-	if (routing_choice_for(d->rt->routing, d->req.proto, ip, (unsigned)n, &d->target) < 0) {
+	switch (routing_choice_for(d->rt->routing, d->req.proto, ip, (unsigned)n, &d->target)) {
+	case 0:
+		break;
+	case ROUTING_OUTSIDE_POOL:
+		outside_pool_detail(d, ip, detail, sizeof(detail));
+		outcome_error(d, "bad_route", detail, true);
+		return;
+	default:
 		snprintf(detail, sizeof(detail), "passdb host=%.64s is not usable", ip);
 		outcome_error(d, "bad_route", detail, true);
 		return;

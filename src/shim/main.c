@@ -154,6 +154,15 @@ static void warn_restart_only(struct app *app, const struct dg_config *old,
 		      "hash_threads and [metrics] listen changes take effect only after a restart");
 }
 
+/* Metrics on a network address that anyone there may read. */
+static void warn_open_metrics(struct app *app, const struct runtime *rt)
+{
+	if (rt->metrics_token.data == NULL && !metrics_listen_is_loopback(&rt->cfg.metrics_listen))
+		dglog(&app->log, LOG_WARNING, "metrics on %s without [metrics] "
+		      "bearer_token_file: anyone who can reach it can read them",
+		      rt->cfg.metrics_listen_text);
+}
+
 /* Counted, and systemd told that the daemon serves again (a failed reload
    keeps the running configuration). */
 static void reload_done(bool ok)
@@ -199,6 +208,11 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 	}
 	warn_restart_only(app, &server_runtime(app->server)->cfg, &rt->cfg);
 	server_set_runtime(app->server, rt);
+	if (app->metrics != NULL) {
+		metrics_http_set_access(app->metrics, rt->cfg.metrics_max_connections,
+					&rt->metrics_token);
+		warn_open_metrics(app, rt);
+	}
 	dglog_set_target(&app->log, rt->cfg.log_target);
 	dglog(&app->log, LOG_INFO, "configuration reloaded from %s (%zu users)",
 	      app->config_path, passdb_user_count(rt->passdb));
@@ -283,8 +297,12 @@ static int start(struct app *app, struct runtime *rt, char *err, size_t errlen)
 	    (app->metrics = metrics_http_new(app->base, &app->log, cfg, collect_metrics,
 					     app, err, errlen)) == NULL)
 		return -1;
-	if (app->metrics != NULL)
+	if (app->metrics != NULL) {
+		metrics_http_set_access(app->metrics, cfg->metrics_max_connections,
+					&rt->metrics_token);
 		dglog(&app->log, LOG_INFO, "metrics on http://%s/metrics", cfg->metrics_listen_text);
+		warn_open_metrics(app, rt);
+	}
 	if (cfg->user != NULL && drop_privileges(cfg->user, err, errlen) < 0)
 		return -1;
 	if (cfg->user == NULL && geteuid() == 0)

@@ -45,6 +45,7 @@ static struct {
 	uint64_t penalty_holds, penalty_hold_seconds;
 	uint64_t passdb_errors;
 	uint64_t reloads_ok, reloads_failed;
+	uint64_t scrapes_refused[METRICS_REFUSED_COUNT];
 } m;
 
 void metrics_reset(void)
@@ -137,6 +138,12 @@ void metrics_reload(bool ok)
 		m.reloads_ok++;
 	else
 		m.reloads_failed++;
+}
+
+void metrics_scrape_refused(enum metrics_refusal why)
+{
+	if ((unsigned)why < METRICS_REFUSED_COUNT)
+		m.scrapes_refused[why]++;
 }
 
 void metrics_gauges_add_backend(struct metrics_gauges *g, const char *proto,
@@ -316,6 +323,13 @@ static void render_counters(struct writer *w)
 	    (unsigned long long)m.reloads_ok);
 	put(w, "dovegate_auth_reloads_total{result=\"failed\"} %llu\n",
 	    (unsigned long long)m.reloads_failed);
+	family(w, "dovegate_auth_metrics_refused_total", "counter",
+	       "Metrics connections past max_connections, and scrapes without the "
+	       "bearer token.");
+	put(w, "dovegate_auth_metrics_refused_total{reason=\"max_connections\"} %llu\n",
+	    (unsigned long long)m.scrapes_refused[METRICS_REFUSED_CONNECTIONS]);
+	put(w, "dovegate_auth_metrics_refused_total{reason=\"unauthorized\"} %llu\n",
+	    (unsigned long long)m.scrapes_refused[METRICS_REFUSED_UNAUTHORIZED]);
 }
 
 static void render_backends(struct writer *w, const struct metrics_gauges *g)
@@ -366,6 +380,9 @@ static void render_gauges(struct writer *w, const struct metrics_gauges *g)
 	gauge(w, "dovegate_auth_in_flight_requests",
 	      "auth_http requests being answered.", g->in_flight);
 	gauge(w, "dovegate_auth_users", "Users in the loaded users files.", g->users);
+	gauge(w, "dovegate_auth_metrics_connections",
+	      "Connections open on the metrics listener (this scrape's included).",
+	      g->metrics_connections);
 	if (g->penalty_enabled) {
 		gauge(w, "dovegate_auth_penalty_active",
 		      "Client networks and users with a live failure score.", g->penalty_active);

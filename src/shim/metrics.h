@@ -28,6 +28,14 @@ void metrics_decision(int proto, int method, const char *result, const char *rea
 /* A login held seconds before it was verified (throttle.h). */
 void metrics_penalty_hold(unsigned seconds);
 void metrics_reload(bool ok);
+
+/* A metrics connection or scrape refused by the listener (metrics_http.h). */
+enum metrics_refusal {
+	METRICS_REFUSED_CONNECTIONS,    /* past [metrics] max_connections */
+	METRICS_REFUSED_UNAUTHORIZED,   /* no or wrong bearer token */
+	METRICS_REFUSED_COUNT
+};
+void metrics_scrape_refused(enum metrics_refusal why);
 /* Back to zero (unit tests). */
 void metrics_reset(void);
 
@@ -57,6 +65,7 @@ struct metrics_gauges {
 	size_t backend_count;
 	struct metrics_pool_state pools[METRICS_MAX_POOLS];
 	size_t pool_count;
+	size_t metrics_connections;     /* open on the metrics listener, this one included */
 };
 
 /* Adds one backend's health (beyond METRICS_MAX_BACKENDS: ignored). */

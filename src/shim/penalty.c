@@ -36,6 +36,8 @@ struct lru {
 struct entry {
 	struct entry *hnext;            /* bucket chain */
 	struct entry *lprev, *lnext;    /* LRU list, most recent at head */
+	struct entry *sprev, *snext;    /* scored list (see scored_update) */
+	bool scored;
 	uint64_t hash;
 	unsigned char key[KEY_LEN];
 	uint8_t nrecent, recent_next;
@@ -54,6 +56,8 @@ struct penalty {
 	size_t nbuckets;                /* power of two */
 	size_t count;                   /* all kinds */
 	struct lru cold[TK_COUNT], hot[TK_COUNT];
+	struct entry *scored_head, *scored_tail;
+	size_t scored;                  /* entries on the scored list */
 	/* Random per process: table hashes cannot be flooded from outside, and
 	   fingerprints mean nothing outside this process. */
 	unsigned char table_key[crypto_shorthash_KEYBYTES];
@@ -251,6 +255,43 @@ static void lru_place(struct penalty *p, struct entry *e, int64_t now)
 	lru_push_head(p, e);
 }
 
+/* Entries with a score are also on a list ordered by their last failure
+   (most recent at head: a failure moves its entry there with now, which
+   only grows), so the expired ones gather at the tail and penalty_active()
+   drops them from there without walking the table. */
+static void scored_unlink(struct penalty *p, struct entry *e)
+{
+	if (!e->scored)
+		return;
+	if (e->sprev != NULL)
+		e->sprev->snext = e->snext;
+	else
+		p->scored_head = e->snext;
+	if (e->snext != NULL)
+		e->snext->sprev = e->sprev;
+	else
+		p->scored_tail = e->sprev;
+	e->sprev = e->snext = NULL;
+	e->scored = false;
+	p->scored--;
+}
+
+/* After a failure (or a reset): on the list at head while it has a score. */
+static void scored_update(struct penalty *p, struct entry *e)
+{
+	scored_unlink(p, e);
+	if (e->score == 0)
+		return;
+	e->snext = p->scored_head;
+	if (p->scored_head != NULL)
+		p->scored_head->sprev = e;
+	p->scored_head = e;
+	if (p->scored_tail == NULL)
+		p->scored_tail = e;
+	e->scored = true;
+	p->scored++;
+}
+
 static uint64_t key_hash(const struct penalty *p, const unsigned char key[KEY_LEN])
 {
 	unsigned char out[crypto_shorthash_BYTES];
@@ -284,6 +325,7 @@ static void entry_drop(struct penalty *p, struct entry *e)
 {
 	table_unlink(p, e);
 	lru_unlink(p, e);
+	scored_unlink(p, e);
 	p->count--;
 	sodium_memzero(e, sizeof(*e));
 	free(e);
@@ -520,6 +562,7 @@ void penalty_fail(struct penalty *p, const struct penalty_addr *ip, const char *
 	if (ipe != NULL) {
 		entry_decay(p, ipe, now);
 		counted = entry_fail(ipe, fpp, now);
+		scored_update(p, ipe);
 		out->score = ipe->score;
 		lru_place(p, ipe, now);
 	}
@@ -529,6 +572,7 @@ void penalty_fail(struct penalty *p, const struct penalty_addr *ip, const char *
 		if (ue != NULL) {
 			entry_decay(p, ue, now);
 			counted = entry_fail(ue, fpp, now) || counted;
+			scored_update(p, ue);
 			if (ue->score > out->score)
 				out->score = ue->score;
 			lru_place(p, ue, now);
@@ -566,6 +610,7 @@ void penalty_success(struct penalty *p, const struct penalty_addr *ip, const cha
 	}
 	e->score = 0;
 	e->nrecent = e->recent_next = 0;
+	scored_update(p, e);
 	lru_place(p, e, now);
 }
 
@@ -618,12 +663,15 @@ static void refusal_seen(struct penalty *p, struct entry *ne, const char *user,
 
 	if (!by_user) {
 		ne->last_fail = now;
+		scored_update(p, ne);
 		return;
 	}
 	user_key(p, user, key);
 	ue = table_find(p, key, key_hash(p, key));
-	if (ue != NULL)
+	if (ue != NULL) {
 		ue->last_fail = now;
+		scored_update(p, ue);
+	}
 }
 
 void penalty_admit(struct penalty *p, const struct penalty_addr *ip, const char *user,
@@ -702,19 +750,18 @@ size_t penalty_entries(const struct penalty *p)
 	return p->count;
 }
 
-size_t penalty_active(const struct penalty *p, int64_t now)
+size_t penalty_active(struct penalty *p, int64_t now)
 {
-	size_t n = 0;
+	struct entry *e;
 
-	for (int k = 0; k < TK_COUNT; k++) {
-		if (k == TK_KNOWN)
-			continue;
-		for (const struct entry *e = p->hot[k].head; e != NULL; e = e->lnext)
-			n += live_score(p, e, now) > 0;
-		for (const struct entry *e = p->cold[k].head; e != NULL; e = e->lnext)
-			n += live_score(p, e, now) > 0;
+	/* what entry_decay() would do at their next failure, done now */
+	while ((e = p->scored_tail) != NULL &&
+	       now - e->last_fail >= (int64_t)p->cfg.forget_after) {
+		e->score = 0;
+		e->nrecent = e->recent_next = 0;
+		scored_unlink(p, e);
 	}
-	return n;
+	return p->scored;
 }
 
 /* ---- lifetime ----------------------------------------------------------- */

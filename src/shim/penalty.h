@@ -127,8 +127,10 @@ unsigned penalty_peek(const struct penalty *p, const struct penalty_addr *ip,
 bool penalty_attempt_over(const struct penalty *p, unsigned attempt);
 bool penalty_trusted(const struct penalty *p, const struct penalty_addr *ip);
 
-/* For metrics: keys held, and keys with a live score (O(n): scrape only). */
+/* For metrics: keys held, and keys with a live score. O(1) amortised:
+   penalty_active() forgets the scores that expired since its last call
+   (as their next failure would) and never walks the table. */
 size_t penalty_entries(const struct penalty *p);
-size_t penalty_active(const struct penalty *p, int64_t now);
+size_t penalty_active(struct penalty *p, int64_t now);
 
 #endif

@@ -41,6 +41,7 @@ struct routing {
 	struct generation gen;
 	bool configured;
 	bool panic_allowed;             /* [health] panic */
+	bool outside_allowed;           /* [route] allow_hosts_outside_pools */
 	struct panic_state panic[DG_PROTO_COUNT];
 };
 
@@ -250,6 +251,7 @@ int routing_configure(struct routing *r, const struct dg_config *cfg, char *err,
 	r->gen = g;
 	r->configured = true;
 	r->panic_allowed = cfg->health_panic;
+	r->outside_allowed = cfg->route_allow_outside;
 	for (int p = 0; p < DG_PROTO_COUNT; p++)
 		update_panic(r, (enum dg_proto)p);
 	return 0;
@@ -340,6 +342,9 @@ int routing_choice_for(const struct routing *r, enum dg_proto proto, const char 
 		choice_from(r, proto, (size_t)i, out);
 		return 0;
 	}
+	/* the login's credentials would go to a server nobody configured */
+	if (!r->outside_allowed)
+		return ROUTING_OUTSIDE_POOL;
 	make_spec(spec, sizeof(spec), norm.ip, port != 0 ? port : standard_port[proto]);
 	return backend_parse(spec, &out->addr, &why);
 }

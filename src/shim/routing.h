@@ -57,10 +57,14 @@ struct routing_choice {
    with the same [route] key and backends. */
 bool routing_pick(struct routing *r, enum dg_proto proto, const char *key,
 		  size_t key_len, struct routing_choice *out);
-/* A passdb's host (an IP literal) and port (0: not given). Without a port,
-   the port of proto's pool backend at that IP, else the protocol's standard
-   port (143, 110, 587). The audience is that of the pool backend at the
-   address, if any. -1 when ip is not an IP literal. */
+/* A passdb's host (an IP literal) and port (0: not given): a backend of
+   proto's pool at that IP (and port, when given); without a port, that
+   backend's port. An address outside the pool only with [route]
+   allow_hosts_outside_pools = yes (without a port, then, the protocol's
+   standard port: 143, 110, 587), else ROUTING_OUTSIDE_POOL. The audience is
+   that of the pool backend at the address, if any. -1 when ip is not an IP
+   literal. */
+#define ROUTING_OUTSIDE_POOL (-2)
 int routing_choice_for(const struct routing *r, enum dg_proto proto, const char *ip,
 		       unsigned port, struct routing_choice *out);
 

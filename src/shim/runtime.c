@@ -25,6 +25,26 @@ static int load_secret(struct runtime *rt, struct dglog *log, char *err, size_t 
 	return 0;
 }
 
+/* Read with the config, so -t checks it and SIGHUP rotates it. */
+static int load_metrics_token(struct runtime *rt, struct dglog *log, char *err, size_t errlen)
+{
+	char why[512];
+	bool insecure = false;
+
+	if (rt->cfg.metrics_token_file == NULL)
+		return 0;
+	if (secret_read(rt->cfg.metrics_token_file, false, &rt->metrics_token, &insecure,
+			why, sizeof(why)) < 0) {
+		config_key_error(&rt->cfg, CK_METRICS_TOKEN_FILE, err, errlen,
+				 "bearer_token_file %s", why);
+		return -1;
+	}
+	if (insecure)
+		dglog(log, LOG_WARNING, "%s: readable by group or others; "
+		      "chmod 600 it (or 640 with a trusted group)", rt->cfg.metrics_token_file);
+	return 0;
+}
+
 static int load_passdb(struct runtime *rt, bool strict, struct dglog *log,
 		       char *err, size_t errlen)
 {
@@ -125,6 +145,7 @@ static void runtime_free(struct runtime *rt)
 	passdb_free(rt->passdb);
 	credentials_clear(&rt->cred);
 	secret_clear(&rt->http_secret);
+	secret_clear(&rt->metrics_token);
 	config_free(&rt->cfg);
 	free(rt);
 }
@@ -154,6 +175,7 @@ struct runtime *runtime_load(const char *config_path, bool strict,
 	}
 	allow_service_user(&rt->cfg);
 	if (load_secret(rt, log, err, errlen) < 0 ||
+	    load_metrics_token(rt, log, err, errlen) < 0 ||
 	    credentials_init(&rt->cred, &rt->cfg, err, errlen) < 0 ||
 	    load_passdb(rt, strict, log, err, errlen) < 0 ||
 	    make_dummy_hash(rt, err, errlen) < 0 || make_cache(rt, err, errlen) < 0 ||

@@ -24,6 +24,8 @@ struct runtime {
 	unsigned refs;
 	struct dg_config cfg;
 	struct secret http_secret;
+	/* [metrics] bearer_token_file's token (data NULL: none) */
+	struct secret metrics_token;
 	struct credentials cred;
 	struct passdb *passdb;
 	/* Verified logins (NULL: [cache] size = 0). Built with the runtime, so a

@@ -191,7 +191,7 @@ class Chain:
     def __init__(self, state_dir, build_dir, users=DEMO_USERS, dovecot_pre="", dovecot_post="",
                  credentials="ticket", passdb="file", imap_auth="plain login",
                  pop3_auth="plain", proto_credentials=None, auth_timeout=5, penalty=None,
-                 backends=1, health=None):
+                 backends=1, health=None, metrics=None):
         """dovecot_pre/dovecot_post: extra Dovecot settings for a test, placed
         before the dovegate snippet (e.g. a passdb that must come first) and
         at the end (later settings override earlier ones). credentials:
@@ -210,7 +210,10 @@ class Chain:
         base_dir, mail, log and ticket audience; instance 1 is the classic
         one). With 1, dovegate-auth gets the classic "[backend] imap = ..."
         lines; with more, one [backend dovecot-N-PROTO] section each.
-        health: [health] keys overriding the chain's (CHAIN_HEALTH)."""
+        health: [health] keys overriding the chain's (CHAIN_HEALTH).
+        metrics: [metrics] keys, e.g. {"max_connections": 2}; "listen"
+        replaces the chain's 127.0.0.1:METRICS_PORT ("{port}" in it is
+        METRICS_PORT, e.g. "{port}" alone)."""
         self.imap_auth = imap_auth
         self.pop3_auth = pop3_auth
         self.state = os.path.abspath(state_dir)
@@ -220,6 +223,7 @@ class Chain:
         self.penalty = dict(penalty or {})
         self.backend_count = backends
         self.health = {**CHAIN_HEALTH, **(health or {})}
+        self.metrics = dict(metrics or {})
         self.backends = []  # per Dovecot instance: its values (see _backend_values)
         self.passdb = passdb
         self.dovecot_pre = dovecot_pre
@@ -325,6 +329,9 @@ class Chain:
                                for i in range(2, self.backend_count + 1)]
         v["AUTH_BACKENDS"] = self._auth_backends()
         v["AUTH_HEALTH"] = "".join(f"{k} = {val}\n" for k, val in self.health.items())
+        metrics = {"listen": "127.0.0.1:{port}", **self.metrics}
+        v["AUTH_METRICS"] = "".join(f"{k} = {str(val).format(port=v['METRICS_PORT'])}\n"
+                                    for k, val in metrics.items())
         v["AUTH_HTTP_URL"] = f"http://127.0.0.1:{v['AUTH_HTTP_PORT']}/auth"
         v["METRICS_URL"] = f"http://127.0.0.1:{v['METRICS_PORT']}/metrics"
         self.values = v

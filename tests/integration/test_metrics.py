@@ -11,6 +11,7 @@ import os
 import poplib
 import re
 import signal
+import socket
 import subprocess
 import time
 import urllib.error
@@ -242,3 +243,197 @@ def test_bad_listen_is_refused_with_its_line(mchain, value, tmp_path):
                          capture_output=True, text=True)
     assert out.returncode == 1
     assert f"{conf}:{line}: listen: expected IP:port" in out.stderr, out.stderr
+
+
+# ---- a guarded listener: bare port, bearer token, connection cap -------------
+
+METRICS_TOKEN = "scrape-" + "tok3n-4b1d6e"
+GUARD_MAX_CONNECTIONS = 2
+
+
+@pytest.fixture(scope="module")
+def token_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("metrics-token") / "token"
+    path.write_text(METRICS_TOKEN + "\n")
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture(scope="module")
+def guarded(token_file):
+    """[metrics] listen = <port alone>, bearer_token_file, max_connections = 2."""
+    c = start_chain(metrics={"listen": "{port}", "bearer_token_file": str(token_file),
+                             "max_connections": GUARD_MAX_CONNECTIONS})
+    yield c
+    stop_chain(c)
+
+
+def get(chain, token=None, auth=None, path="/metrics"):
+    """(status, headers, body) of one GET with urllib; an HTTP error is an answer."""
+    u = urllib.parse.urlsplit(chain.env["METRICS_URL"])
+    req = urllib.request.Request(f"http://{u.netloc}{path}")
+    if token is not None:
+        req.add_header("Authorization", f"Bearer {token}")
+    if auth is not None:
+        req.add_header("Authorization", auth)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.headers, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read().decode()
+
+
+def guarded_scrape(chain):
+    status, _, text = get(chain, token=METRICS_TOKEN)
+    assert status == 200, text
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def test_port_alone_listens_on_loopback(guarded):
+    """`listen = PORT` binds 127.0.0.1 only: metrics reach the network only
+    when the configuration names an address."""
+    port = guarded.values["METRICS_PORT"]
+    with open(guarded.path("etc", "dovegate-auth.conf")) as f:
+        assert f"\nlisten = {port}\n" in f.read()
+    out = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out[3] == f"127.0.0.1:{port}", out
+    assert len(out) == 5, out  # exactly one listening socket
+    with open(guarded.env["LOG_AUTH"]) as f:
+        assert f"metrics on http://127.0.0.1:{port}/metrics" in f.read()
+
+
+def test_bearer_token_required(guarded):
+    log = LogWatch(guarded.env["LOG_AUTH"])
+    before = guarded_scrape(guarded)
+    # no token: 401 with the challenge, and nothing of the metrics
+    status, headers, body = get(guarded)
+    assert status == 401
+    assert headers["WWW-Authenticate"] == 'Bearer realm="dovegate-auth metrics"'
+    assert "dovegate_auth" not in body
+    # a wrong token, another scheme, the token with a suffix: refused too
+    for kwargs in ({"token": "scrape-wrong"}, {"token": METRICS_TOKEN + "x"},
+                   {"token": METRICS_TOKEN[:-1]}, {"auth": f"Basic {METRICS_TOKEN}"}):
+        status, headers, body = get(guarded, **kwargs)
+        assert status == 401, kwargs
+        assert headers["WWW-Authenticate"].startswith('Bearer realm="dovegate-auth metrics"')
+        assert "dovegate_auth" not in body
+    # other paths say nothing without the token either
+    assert get(guarded, path="/")[0] == 401
+    # the right one, the way an operator would try it
+    out = subprocess.run(["curl", "-sS", "--fail", "--oauth2-bearer", METRICS_TOKEN,
+                          guarded.env["METRICS_URL"]], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "dovegate_auth_requests_total" in out.stdout or "dovegate_auth_build_info" in out.stdout
+    after = guarded_scrape(guarded)
+    assert delta(before, after, "dovegate_auth_metrics_refused_total", reason="unauthorized") == 6
+    # logged (at most once a minute), the token never
+    text = log.text()
+    assert re.search(r"metrics: refused a scrape from 127\.0\.0\.1: no bearer token", text), text
+    assert METRICS_TOKEN not in text and "scrape-wrong" not in text
+
+
+def test_bearer_token_file_must_not_be_writable_by_others(mchain, tmp_path):
+    """`dovegate-auth -t` refuses a token file others could change, naming
+    the file and the fix."""
+    token = tmp_path / "token"
+    token.write_text(METRICS_TOKEN + "\n")
+    token.chmod(0o620)
+    with open(mchain.path("etc", "dovegate-auth.conf")) as f:
+        text = f.read() + f"bearer_token_file = {token}\n"
+    conf = tmp_path / "auth.conf"
+    conf.write_text(text)
+    line = len(text.splitlines())
+    argv = [mchain.binary("src/shim/dovegate-auth"), "-t", "-c", str(conf)]
+    out = subprocess.run(argv, capture_output=True, text=True)
+    assert out.returncode == 1
+    assert (f"{conf}:{line}: bearer_token_file {token}: is writable by group or others "
+            f"(mode 0620); run chmod go-w {token}") in out.stderr, out.stderr
+    assert METRICS_TOKEN not in out.stderr + out.stdout
+    token.chmod(0o600)
+    out = subprocess.run(argv, capture_output=True, text=True)
+    assert out.returncode == 0 and "config OK" in out.stdout, out.stderr
+
+
+def test_connection_cap(guarded):
+    """Past max_connections a new connection gets a 503 (or is closed) at
+    once, counted and logged; the slots come back when the others close."""
+    log = LogWatch(guarded.env["LOG_AUTH"])
+    before = guarded_scrape(guarded)
+    port = int(guarded.values["METRICS_PORT"])
+    held = [socket.create_connection(("127.0.0.1", port), timeout=5)
+            for _ in range(GUARD_MAX_CONNECTIONS)]
+    try:
+        time.sleep(0.5)  # dovegate-auth accepted them
+        try:
+            status, _, body = get(guarded, token=METRICS_TOKEN)
+        except (ConnectionError, http.client.HTTPException, urllib.error.URLError) as e:
+            status, body = None, str(e)
+        assert status in (503, None), (status, body)
+        assert "dovegate_auth" not in body
+        log.wait_for(r"metrics: refused a connection from 127\.0\.0\.1: 2 open, "
+                     r"\[metrics\] max_connections = 2")
+    finally:
+        for s in held:
+            s.close()
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            after = guarded_scrape(guarded)
+            break
+        except (AssertionError, ConnectionError, urllib.error.URLError):
+            assert time.monotonic() < deadline, "the slots did not come back"
+            time.sleep(0.1)
+    assert delta(before, after, "dovegate_auth_metrics_refused_total",
+                 reason="max_connections") >= 1
+    # the scrape itself is the only connection left open
+    assert val(after, "dovegate_auth_metrics_connections") == 1
+
+
+def test_idle_connections_do_not_hold_the_slots(guarded):
+    """A client that connects and says nothing (or too little) is cut 10 s
+    after it connected, so stuck clients cannot keep scrapes out for long."""
+    port = int(guarded.values["METRICS_PORT"])
+    held = [socket.create_connection(("127.0.0.1", port), timeout=15)
+            for _ in range(GUARD_MAX_CONNECTIONS)]
+    held[1].sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")   # never ends its head
+    try:
+        time.sleep(0.5)
+        status = None
+        try:
+            status = get(guarded, token=METRICS_TOKEN)[0]
+        except (ConnectionError, http.client.HTTPException, urllib.error.URLError):
+            pass
+        assert status in (503, None)
+        # dovegate-auth closes both (EOF) at its 10 s deadline
+        started = time.monotonic()
+        for s in held:
+            assert s.recv(1) == b""
+        assert time.monotonic() - started < 12
+        assert get(guarded, token=METRICS_TOKEN)[0] == 200
+    finally:
+        for s in held:
+            s.close()
+
+
+def test_reload_rotates_the_token(guarded, token_file):
+    pid = guarded.procs["dovegate-auth"].pid
+    new = "scrape-rotated-9f2c"
+    log = LogWatch(guarded.env["LOG_AUTH"])
+    try:
+        token_file.write_text(new + "\n")
+        os.kill(pid, signal.SIGHUP)
+        log.wait_for(r"configuration reloaded")
+        assert get(guarded, token=METRICS_TOKEN)[0] == 401
+        assert get(guarded, token=new)[0] == 200
+    finally:
+        token_file.write_text(METRICS_TOKEN + "\n")
+        os.kill(pid, signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    while get(guarded, token=METRICS_TOKEN)[0] != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)

@@ -208,6 +208,117 @@ def test_passdb_host_port_decide_first(both_up):
     assert imap_login(chain, pinned)[0] == 1
 
 
+class FakeBackend:
+    """A listener on 127.0.0.2 (no pool's address) that greets like IMAP and
+    records every connection: whether nginx was sent there."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.2", 0))
+        self.sock.listen(8)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.seen = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(2)
+                data = b""
+                try:
+                    conn.sendall(b"* OK fake\r\n")
+                    # nginx's PROXY line, then its LOGIN command
+                    while b"LOGIN" not in data:
+                        chunk = conn.recv(4096)
+                        if not chunk:
+                            break
+                        data += chunk
+                except OSError:
+                    pass
+                self.seen.append(data)
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(timeout=5)
+        self.sock.close()
+
+
+def set_route_option(chain, text):
+    """Append (text) or drop (None) a [route] section in dovegate-auth's
+    config, and reload it."""
+    conf = chain.path("etc", "dovegate-auth.conf")
+    with open(conf) as f:
+        base = f.read().split("\n[route]\n", 1)[0]
+    with open(conf, "w") as f:
+        f.write(base if text is None else base.rstrip("\n") + "\n\n[route]\n" + text)
+    auth = LogWatch(chain.env["LOG_AUTH"])
+    os.kill(chain.procs["dovegate-auth"].pid, signal.SIGHUP)
+    auth.wait_for(r"configuration reloaded")
+
+
+def refused_login(chain, name):
+    c = imaplib.IMAP4("127.0.0.1", int(chain.env["NGINX_IMAP_PORT"]), timeout=20)
+    with pytest.raises(imaplib.IMAP4.error) as exc:
+        c.login(name, PASSWORD)
+    c.shutdown()
+    assert "Temporary server problem" in str(exc.value)
+
+
+def test_passdb_host_outside_the_pools_is_refused(both_up):
+    """A passdb host=/port= that is no backend of the protocol's pool gets
+    no password: a temporary failure whose decision line names the host,
+    unless [route] allow_hosts_outside_pools = yes. One inside still works."""
+    chain = both_up
+    fake = FakeBackend()
+    outside, by_name, inside = USERS[0][0], USERS[1][0], USERS[2][0]
+    direct = chain.env["DOVECOT_IMAP_PORT"]  # Dovecot 1's own IMAP port: no pool backend
+    try:
+        rewrite_user(chain, outside, f"host=127.0.0.2 port={fake.port}")
+        # a name that resolves to a pool backend's IP, with a port of none
+        rewrite_user(chain, by_name, f"host=localhost port={direct}")
+        rewrite_user(chain, inside, f"host=127.0.0.1 port={chain.env['DOVECOT_PROXY_IMAP_PORT_2']}")
+        logs = watch_logs(chain)
+        refused_login(chain, outside)
+        m = decision(logs, user=outside, result="error", reason="bad_route")
+        assert f"passdb host=127.0.0.2 port={fake.port}: not in the imap pool" in m.group(0)
+        refused_login(chain, by_name)
+        m = decision(logs, user=by_name, result="error", reason="bad_route")
+        assert f"passdb host=localhost (127.0.0.1) port={direct}: not in the imap pool" \
+            in m.group(0)
+        assert PASSWORD not in logs["auth"].text()
+        assert imap_login(chain, inside)[0] == 2
+        time.sleep(0.5)
+        assert fake.seen == [], "nginx was sent to an address outside the pools"
+        # the operator allows it: nginx goes there with the user's login
+        set_route_option(chain, "allow_hosts_outside_pools = yes\n")
+        logs = watch_logs(chain)
+        c = imaplib.IMAP4("127.0.0.1", int(chain.env["NGINX_IMAP_PORT"]), timeout=20)
+        try:
+            c.login(outside, PASSWORD)
+        except (imaplib.IMAP4.error, imaplib.IMAP4.abort, OSError):
+            pass  # the fake backend does not log anyone in
+        finally:
+            c.shutdown()
+        m = decision(logs, user=outside, result="ok")
+        assert f"backend=127.0.0.2:{fake.port}" in m.group(0)
+        deadline = time.monotonic() + 5
+        while not fake.seen and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(fake.seen) == 1 and b"LOGIN" in fake.seen[0], fake.seen
+    finally:
+        fake.close()
+        set_route_option(chain, None)
+        for name in (outside, by_name, inside):
+            rewrite_user(chain, name, "")
+
+
 def test_reload_keeps_health_state(both_up):
     chain = both_up
     before = placement(chain)
@@ -239,13 +350,21 @@ def dovecot_pair():
 def test_dovecot_passdb_host_port_decide_first(dovecot_pair):
     chain = dovecot_pair
     name = next(u for u, _, _ in USERS if imap_login(chain, u)[0] == 1)
+    outside = next(u for u, _, _ in USERS if u != name)
     try:
         # Dovecot's passwd-file passdb now replies host=/port= for the user
         rewrite_user(chain, name, f"host=127.0.0.1 port={chain.env['DOVECOT_PROXY_IMAP_PORT_2']}")
+        # and for another one an address that is no backend of the pool
+        rewrite_user(chain, outside, "host=127.0.0.2 port=10143")
         for _ in range(2):
             assert imap_login(chain, name)[0] == 2
+        logs = watch_logs(chain)
+        refused_login(chain, outside)
+        m = decision(logs, user=outside, result="error", reason="bad_route")
+        assert "passdb host=127.0.0.2 port=10143: not in the imap pool" in m.group(0)
     finally:
         rewrite_user(chain, name, "")
+        rewrite_user(chain, outside, "")
     assert imap_login(chain, name)[0] == 1
 
 

@@ -308,6 +308,60 @@ static void test_listen_forms(void **state)
 	config_free(&cfg);
 }
 
+/* [metrics]: a port alone is loopback; the connection cap; the bearer
+   token file, read with the runtime under the secret-file rules. [route]
+   allow_hosts_outside_pools is off unless set. */
+static void test_metrics_section(void **state)
+{
+	struct tmpdir *t = *state;
+	struct dg_config cfg;
+	struct runtime *rt;
+	const struct sockaddr_in *sin = (const struct sockaddr_in *)&cfg.metrics_listen.addr;
+	char want[1024], path[256];
+
+	assert_int_equal(load(t, VALID "[metrics]\nlisten = 9145\n", &cfg), 0);
+	assert_string_equal(cfg.metrics_listen_text, "127.0.0.1:9145");
+	assert_int_equal(sin->sin_family, AF_INET);
+	assert_int_equal(ntohl(sin->sin_addr.s_addr), 0x7f000001);
+	assert_int_equal(ntohs(sin->sin_port), 9145);
+	assert_int_equal(cfg.metrics_max_connections, 16);
+	assert_null(cfg.metrics_token_file);
+	assert_false(cfg.route_allow_outside);
+	config_free(&cfg);
+
+	assert_int_equal(load(t, VALID "[metrics]\nlisten = [::]:9145\nmax_connections = 2\n"
+			      "bearer_token_file = token\n[route]\n"
+			      "allow_hosts_outside_pools = yes\n", &cfg), 0);
+	assert_int_equal(cfg.metrics_listen.addr.ss_family, AF_INET6);
+	assert_int_equal(cfg.metrics_max_connections, 2);
+	snprintf(path, sizeof(path), "%s/token", t->dir);
+	assert_string_equal(cfg.metrics_token_file, path);
+	assert_true(cfg.route_allow_outside);
+	config_free(&cfg);
+
+	expect_error(t, VALID "[metrics]\nlisten = 9145\nmax_connections = 0\n", 25,
+		     "max_connections: must be a number from 1 to 1024");
+	expect_error(t, VALID "[metrics]\nlisten = 99999999\n", 24,
+		     "listen: expected IP:port, [IPv6]:port or a port (on 127.0.0.1)");
+	expect_error(t, VALID "[route]\nallow_hosts_outside_pools = maybe\n", 24,
+		     "allow_hosts_outside_pools: must be yes or no");
+
+	/* the token: refused when others may change it, read otherwise */
+	write_file(t, "dovegate-auth.conf", VALID "[metrics]\nlisten = 9145\n"
+		   "bearer_token_file = token\n", 0644);
+	write_file(t, "token", "t0ken-for-scrapes\n", 0620);
+	assert_null(runtime_load(t->conf, true, &t->log, t->err, sizeof(t->err)));
+	snprintf(want, sizeof(want), "%s:25: bearer_token_file %s/token: is writable by group "
+		 "or others (mode 0620); run chmod go-w %s/token", t->conf, t->dir, t->dir);
+	assert_string_equal(t->err, want);
+	write_file(t, "token", "t0ken-for-scrapes\n", 0600);
+	rt = runtime_load(t->conf, true, &t->log, t->err, sizeof(t->err));
+	assert_non_null(rt);
+	assert_string_equal(rt->metrics_token.data, "t0ken-for-scrapes");
+	runtime_unref(rt);
+	unlink(path);
+}
+
 static void test_bad_backend(void **state)
 {
 	struct tmpdir *t = *state;
@@ -966,6 +1020,7 @@ int main(void)
 		T(test_syntax_errors),
 		T(test_bad_listen),
 		T(test_listen_forms),
+		T(test_metrics_section),
 		T(test_bad_backend),
 		T(test_required),
 		T(test_missing_config_file),

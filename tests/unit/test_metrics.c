@@ -7,13 +7,17 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <event2/buffer.h>
+#include <netinet/in.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "authhttp.h"
 #include "metrics.h"
+#include "metrics_http.h"
 
 static char *render(const struct metrics_gauges *g)
 {
@@ -144,6 +148,55 @@ static void test_reloads_close_and_gauges(void **state)
 	free(text);
 }
 
+/* The metrics listener's refusals, by a fixed reason, and its connections. */
+static void test_scrape_refusals(void **state)
+{
+	struct metrics_gauges g = { .metrics_connections = 2 };
+	char *text;
+
+	text = render(&g);
+	assert_line(text, "dovegate_auth_metrics_refused_total{reason=\"max_connections\"} 0");
+	assert_line(text, "dovegate_auth_metrics_refused_total{reason=\"unauthorized\"} 0");
+	free(text);
+	metrics_scrape_refused(METRICS_REFUSED_CONNECTIONS);
+	metrics_scrape_refused(METRICS_REFUSED_UNAUTHORIZED);
+	metrics_scrape_refused(METRICS_REFUSED_UNAUTHORIZED);
+	metrics_scrape_refused(METRICS_REFUSED_COUNT);          /* ignored */
+	text = render(&g);
+	assert_line(text, "dovegate_auth_metrics_refused_total{reason=\"max_connections\"} 1");
+	assert_line(text, "dovegate_auth_metrics_refused_total{reason=\"unauthorized\"} 2");
+	assert_line(text, "dovegate_auth_metrics_connections 2");
+	free(text);
+}
+
+/* Which [metrics] listen addresses are loopback (no start-up warning when
+   there is no bearer token). */
+static void test_listen_is_loopback(void **state)
+{
+	static const struct { const char *ip; bool loopback; } cases[] = {
+		{ "127.0.0.1", true }, { "127.1.2.3", true }, { "::1", true },
+		{ "0.0.0.0", false }, { "10.0.0.2", false }, { "128.0.0.1", false },
+		{ "::", false }, { "::ffff:127.0.0.1", false }, { "2001:db8::1", false },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct dg_listen l;
+		struct sockaddr_in *sin = (struct sockaddr_in *)&l.addr;
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&l.addr;
+
+		memset(&l, 0, sizeof(l));
+		if (inet_pton(AF_INET, cases[i].ip, &sin->sin_addr) == 1) {
+			sin->sin_family = AF_INET;
+		} else {
+			assert_int_equal(inet_pton(AF_INET6, cases[i].ip, &sin6->sin6_addr), 1);
+			sin6->sin6_family = AF_INET6;
+		}
+		if (metrics_listen_is_loopback(&l) != cases[i].loopback)
+			fail_msg("%s: expected %s", cases[i].ip,
+				 cases[i].loopback ? "loopback" : "not loopback");
+	}
+}
+
 static void test_penalty_off_has_no_penalty_gauges(void **state)
 {
 	struct metrics_gauges g = { 0 };
@@ -166,6 +219,8 @@ int main(void)
 		cmocka_unit_test_setup(test_reason_table_is_bounded, reset),
 		cmocka_unit_test_setup(test_reloads_close_and_gauges, reset),
 		cmocka_unit_test_setup(test_penalty_off_has_no_penalty_gauges, reset),
+		cmocka_unit_test_setup(test_scrape_refusals, reset),
+		cmocka_unit_test(test_listen_is_loopback),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

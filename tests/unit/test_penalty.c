@@ -11,6 +11,7 @@
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "penalty.h"
 
@@ -644,6 +645,49 @@ static void test_delay_invariant(void **state)
 	penalty_free(p);
 }
 
+/* The live-score gauge follows failures, successes, decay and eviction
+   exactly, and a scrape only forgets what expired (as a failure would). */
+static void test_active_count(void **state)
+{
+	struct penalty *p = new_penalty(0);
+	struct penalty_config cfg;
+	struct penalty_addr a = addr("192.0.2.1");
+	struct penalty_decision d;
+	const char *err = NULL;
+
+	assert_int_equal(penalty_active(p, T0), 0);
+	fail_n(p, "192.0.2.1", "alice", 1, T0, &d);            /* IP + alice */
+	fail_n(p, "192.0.2.2", NULL, 2, T0 + 10, &d);          /* + IP */
+	fail_n(p, "192.0.2.3", "bob", 1, T0 + 20, &d);         /* + IP + bob */
+	assert_int_equal(penalty_active(p, T0 + 20), 5);
+	assert_int_equal(penalty_active(p, T0 + 20), 5);       /* reading changes nothing */
+	penalty_success(p, &a, "alice", T0 + 30);              /* the IP's score goes */
+	assert_int_equal(penalty_active(p, T0 + 30), 4);
+	assert_int_equal(penalty_peek(p, &a, "alice", T0 + 30), 1);
+	/* alice's score (T0) expires first, then 192.0.2.2's (T0 + 10) */
+	assert_int_equal(penalty_active(p, T0 + 299), 4);
+	assert_int_equal(penalty_active(p, T0 + 300), 3);
+	assert_int_equal(penalty_peek(p, &a, "alice", T0 + 300), 0);
+	assert_int_equal(penalty_active(p, T0 + 310), 2);
+	/* a new failure moves a key to the front, or brings one back (alice,
+	   and her IP: exempt, but its failures count) */
+	fail_n(p, "192.0.2.3", NULL, 1, T0 + 315, &d);
+	fail_n(p, "192.0.2.1", "alice", 1, T0 + 316, &d);
+	assert_int_equal(penalty_active(p, T0 + 316), 4);
+	assert_int_equal(penalty_active(p, T0 + 320), 3);      /* bob's, from T0 + 20 */
+	/* eviction takes scored keys off the count too: two networks stay, the
+	   most recent (.4 and .1; .3's score goes with it) */
+	fail_n(p, "192.0.2.4", NULL, 1, T0 + 317, &d);
+	assert_int_equal(penalty_active(p, T0 + 320), 4);
+	penalty_config_defaults(&cfg);
+	cfg.max_attempts = 0;
+	cfg.max_entries = 2;
+	assert_int_equal(penalty_configure(p, &cfg, &err), 0);
+	assert_int_equal(penalty_active(p, T0 + 320), 3);
+	assert_int_equal(penalty_peek(p, &a, "alice", T0 + 320), 1);
+	penalty_free(p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -668,6 +712,7 @@ int main(void)
 		cmocka_unit_test(test_reconfigure_keeps_state),
 		cmocka_unit_test(test_many_keys),
 		cmocka_unit_test(test_delay_invariant),
+		cmocka_unit_test(test_active_count),
 	};
 
 	if (sodium_init() < 0)

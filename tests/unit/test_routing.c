@@ -253,8 +253,8 @@ static void test_pick(void **state)
 	routing_free(r);
 }
 
-/* A passdb's host/port: the pool backend's port and audience when the IP is
-   one of them, else the protocol's standard port. */
+/* A passdb's host/port: a backend of the protocol's pool (its port and
+   audience when only the IP is given); any other address is refused. */
 static void test_choice_for(void **state)
 {
 	struct fx *f = *state;
@@ -267,6 +267,35 @@ static void test_choice_for(void **state)
 	assert_int_equal(routing_choice_for(r, DG_PROTO_IMAP, "2001:db8:0::2", 10143, &c), 0);
 	assert_string_equal(c.addr.text, "[2001:db8::2]:10143");
 	assert_string_equal(c.audience, "mx2.example.org");
+	/* a drained backend is still one of the pool's */
+	assert_int_equal(routing_choice_for(r, DG_PROTO_IMAP, "10.0.0.3", 0, &c), 0);
+	assert_string_equal(c.addr.text, "10.0.0.3:10143");
+	/* a pool backend's IP with another port, another protocol's backend,
+	   an address of no pool, a protocol without a pool: outside */
+	assert_int_equal(routing_choice_for(r, DG_PROTO_IMAP, "10.0.0.1", 1143, &c),
+			 ROUTING_OUTSIDE_POOL);
+	assert_int_equal(routing_choice_for(r, DG_PROTO_IMAP, "10.0.0.1", 10587, &c),
+			 ROUTING_OUTSIDE_POOL);
+	assert_int_equal(routing_choice_for(r, DG_PROTO_IMAP, "192.0.2.9", 0, &c),
+			 ROUTING_OUTSIDE_POOL);
+	assert_int_equal(routing_choice_for(r, DG_PROTO_POP3, "10.0.0.1", 0, &c),
+			 ROUTING_OUTSIDE_POOL);
+	assert_int_equal(routing_choice_for(r, DG_PROTO_IMAP, "mail.example.org", 0, &c), -1);
+	assert_int_equal(routing_choice_for(r, DG_PROTO_IMAP, "10.0.0.1:143", 0, &c), -1);
+	routing_free(r);
+}
+
+/* [route] allow_hosts_outside_pools = yes: any address, the protocol's
+   standard port when none is given. */
+static void test_choice_for_outside_allowed(void **state)
+{
+	struct fx *f = *state;
+	struct routing *r = configured(f, POOLS "[route]\nallow_hosts_outside_pools = yes\n");
+	struct routing_choice c;
+
+	assert_int_equal(routing_choice_for(r, DG_PROTO_IMAP, "10.0.0.1", 0, &c), 0);
+	assert_string_equal(c.addr.text, "10.0.0.1:10143");
+	assert_string_equal(c.audience, "mx1.example.org");
 	assert_int_equal(routing_choice_for(r, DG_PROTO_IMAP, "10.0.0.1", 1143, &c), 0);
 	assert_string_equal(c.addr.text, "10.0.0.1:1143");
 	assert_string_equal(c.audience, "");
@@ -275,7 +304,6 @@ static void test_choice_for(void **state)
 	assert_int_equal(routing_choice_for(r, DG_PROTO_SMTP, "192.0.2.9", 0, &c), 0);
 	assert_string_equal(c.addr.text, "192.0.2.9:587");
 	assert_int_equal(routing_choice_for(r, DG_PROTO_IMAP, "mail.example.org", 0, &c), -1);
-	assert_int_equal(routing_choice_for(r, DG_PROTO_IMAP, "10.0.0.1:143", 0, &c), -1);
 	routing_free(r);
 }
 
@@ -354,6 +382,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_pool_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pick, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_choice_for, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_choice_for_outside_allowed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_backend_view, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_passdb_route, setup, teardown),
 	};
