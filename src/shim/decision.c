@@ -175,6 +175,8 @@ static void log_decision(struct decision *d)
 	}
 	if (d->held > 0)
 		kv_addf(&kv, "hold", "%u", d->held);
+	if (ok && d->target.panic)
+		kv_add(&kv, "panic", "yes");    /* every backend of the pool was down */
 	if (d->client.via[0] != '\0')
 		kv_add(&kv, "via", d->client.via);
 	if (d->client.claimed[0] != '\0')

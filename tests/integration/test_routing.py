@@ -662,6 +662,8 @@ def test_all_backends_down_routes_anyway_logged_once_and_counted(chain, own_auth
             login_through_relay(chain, auth, relay)
         text = auth.log()
         assert len(re.findall(r"\bpool proto=imap state=panic\b", text)) == 1, text
+        # each login routed in panic says so in its decision line
+        assert len(re.findall(r"\bdecision\b.* result=ok .*\bpanic=yes\b", text)) == 3, text
         assert metric(auth.metrics_url, "dovegate_auth_pool_panic", {"proto": "imap"}) == 1
         assert metric(auth.metrics_url, "dovegate_auth_panic_routes_total",
                       {"proto": "imap"}) == 3
@@ -675,6 +677,7 @@ def test_all_backends_down_routes_anyway_logged_once_and_counted(chain, own_auth
         login_through_relay(chain, auth, relay)
         text = auth.log()
         assert len(re.findall(r"\bpool proto=imap state=normal\b", text)) == 1, text
+        assert len(re.findall(r"\bdecision\b.* result=ok .*\bpanic=yes\b", text)) == 3, text
         assert len(re.findall(r"\bpool proto=imap state=panic\b", text)) == 1, text
         assert metric(auth.metrics_url, "dovegate_auth_pool_panic", {"proto": "imap"}) == 0
         assert metric(auth.metrics_url, "dovegate_auth_panic_routes_total",
