@@ -709,7 +709,10 @@ void penalty_admit(struct penalty *p, const struct penalty_addr *ip, const char 
 	/* Refusals verify nothing, so a long Auth-Wait would gain nothing: it
 	   would only keep nginx holding the client connection (one an attacker
 	   has given up on) for that long. nginx needs at least 1. */
-	if (p->cfg.max_pending != 0 && ne->pending >= p->cfg.max_pending) {
+	/* Only a network with a score of its own is capped: a clean one (an
+	   office, a webmail host) may open as many logins at once as it likes. */
+	if (p->cfg.max_pending != 0 && ne->pending >= p->cfg.max_pending &&
+	    live_score(p, ne, now) > 0) {
 		out->verdict = PENALTY_BUSY;
 		out->why = "pending";
 		out->hold = 1;

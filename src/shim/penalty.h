@@ -44,7 +44,7 @@ struct penalty_config {
 	unsigned exempt_after_success;  /* s an IP stays exempt after a success; default 600, 0 off */
 	unsigned max_attempts;          /* the failure on this attempt closes; 0: no cap; default 5 */
 	unsigned refuse_at;             /* score at which logins are refused unverified; 0: never; default 10 */
-	unsigned max_pending;           /* logins one network may have in flight; 0: no cap; default 16 */
+	unsigned max_pending;           /* logins a network with a score may have in flight; 0: no cap; default 16 */
 	unsigned known_network_ttl;     /* s a success makes the user known at its network; 0 off; default 30 d */
 	const struct penalty_net *trusted;  /* copied by penalty_configure() */
 	size_t trusted_count;
@@ -67,7 +67,7 @@ enum penalty_verdict {
 	PENALTY_GO,                     /* verify now */
 	PENALTY_HOLD,                   /* verify after hold seconds */
 	PENALTY_REFUSE,                 /* score at refuse_at: temporary error, not verified */
-	PENALTY_BUSY,                   /* the network has max_pending logins in flight */
+	PENALTY_BUSY,                   /* the network has a score and max_pending logins in flight */
 };
 
 struct penalty_admission {

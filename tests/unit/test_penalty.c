@@ -520,16 +520,26 @@ static void test_admit_hold_and_refuse(void **state)
 	penalty_free(p);
 }
 
-/* One network may have max_pending logins in flight; others are unaffected. */
+/* A network with a score may have max_pending logins in flight; a clean
+   network is never capped, others are unaffected. */
 static void test_admit_pending_cap(void **state)
 {
 	struct penalty *p = new_penalty(0);
 	struct penalty_addr a = addr("192.0.2.1"), b = addr("198.51.100.1");
 	struct penalty_admission adm;
+	struct penalty_decision d;
 
+	/* clean: 100 at once are fine (an office behind one address) */
+	for (int i = 0; i < 100; i++) {
+		penalty_admit(p, &b, NULL, T0, &adm);
+		assert_int_equal(adm.verdict, PENALTY_GO);
+	}
+	for (int i = 0; i < 100; i++)
+		penalty_release(p, &b);
+	fail_n(p, "192.0.2.1", NULL, 1, T0, &d);         /* a score: capped now */
 	for (int i = 0; i < 16; i++) {
 		penalty_admit(p, &a, NULL, T0, &adm);
-		assert_int_equal(adm.verdict, PENALTY_GO);
+		assert_int_equal(adm.verdict, PENALTY_HOLD);
 	}
 	penalty_admit(p, &a, NULL, T0, &adm);
 	assert_int_equal(adm.verdict, PENALTY_BUSY);
@@ -540,11 +550,12 @@ static void test_admit_pending_cap(void **state)
 	penalty_release(p, &b);
 	penalty_release(p, &a);             /* one done: room for one more */
 	penalty_admit(p, &a, NULL, T0, &adm);
-	assert_int_equal(adm.verdict, PENALTY_GO);
+	assert_int_equal(adm.verdict, PENALTY_HOLD);
 	penalty_admit(p, &a, NULL, T0, &adm);
 	assert_int_equal(adm.verdict, PENALTY_BUSY);
 	/* an IPv6 /64 is one network */
 	struct penalty_addr v6a = addr("2001:db8:1:2::1"), v6b = addr("2001:db8:1:2::ffff");
+	fail_n(p, "2001:db8:1:2::7", NULL, 1, T0, &d);
 	for (int i = 0; i < 16; i++)
 		penalty_admit(p, i % 2 ? &v6a : &v6b, NULL, T0, &adm);
 	penalty_admit(p, &v6a, NULL, T0, &adm);
