@@ -53,11 +53,12 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"Usage: dovegate-auth [-c CONFIG] [-t] [-h] [-V]\n"
-		"  -c CONFIG  configuration file (default " CONFIG_DEFAULT_PATH ")\n"
-		"  -t         test the configuration (incl. users and secret files) and exit\n"
-		"  -h         this help\n"
-		"  -V         version\n"
-		"Runs in the foreground; SIGHUP reloads, SIGTERM stops gracefully.\n");
+		"  -c, --config CONFIG  configuration file (default " CONFIG_DEFAULT_PATH ")\n"
+		"  -t, --test           test the configuration (incl. users and secret files) and exit\n"
+		"  -h, --help           this help\n"
+		"  -V, --version        version\n"
+		"Runs in the foreground; SIGHUP reloads, SIGTERM stops gracefully.\n"
+		"See dovegate-auth(8) and dovegate-auth.conf(5).\n");
 }
 
 /* ---- privileges -------------------------------------------------------- */
@@ -404,11 +405,18 @@ int main(int argc, char **argv)
 	struct app app;
 	bool test_only = false;
 	int opt, rc;
+	static const struct option long_options[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "test", no_argument, NULL, 't' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
 
 	memset(&app, 0, sizeof(app));
 	app.config_path = CONFIG_DEFAULT_PATH;
 	dglog_init(&app.log);
-	while ((opt = getopt(argc, argv, "c:thV")) != -1) {
+	while ((opt = getopt_long(argc, argv, "c:thV", long_options, NULL)) != -1) {
 		switch (opt) {
 		case 'c': app.config_path = optarg; break;
 		case 't': test_only = true; break;

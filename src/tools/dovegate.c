@@ -819,6 +819,12 @@ static int cmd_help(int argc, char **argv)
 	}
 	if ((c = find_command(argv[1])) == NULL)
 		return usage_error(NULL, "unknown command '%s'", argv[1]);
+	/* "dovegate COMMAND --help" (or -h), whatever the command's own parser */
+	if (argc == 3 && c->help != NULL &&
+	    (strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0)) {
+		c->help(stdout);
+		return EXIT_SUCCESS;
+	}
 	if (c->help != NULL)
 		c->help(stdout);
 	else
@@ -838,6 +844,12 @@ int main(int argc, char **argv)
 		return cmd_version(1, argv);
 	if ((c = find_command(argv[1])) == NULL)
 		return usage_error(NULL, "unknown command '%s'", argv[1]);
+	/* "dovegate COMMAND --help" (or -h), whatever the command's own parser */
+	if (argc == 3 && c->help != NULL &&
+	    (strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0)) {
+		c->help(stdout);
+		return EXIT_SUCCESS;
+	}
 	if (sodium_init() < 0) {
 		fprintf(stderr, "dovegate: libsodium initialisation failed\n");
 		return EXIT_FAILURE;
