@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <limits.h>
+#include <stddef.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,16 +29,23 @@ enum key_kind { KEY_IP4 = 4, KEY_IP6 = 6, KEY_USER = 'u', KEY_KNOWN = 'k' };
    one kind (random user names, say) never evicts another kind (networks). */
 enum table_kind { TK_NET, TK_USER, TK_KNOWN, TK_COUNT };
 
+/* An intrusive doubly linked list of entries, most recent at head; each
+   list an entry can be on has its own struct link in the entry. */
+struct link {
+	struct entry *prev, *next;
+};
+
 struct lru {
-	struct entry *head, *tail;      /* most recent at head */
+	struct entry *head, *tail;
 	size_t count;
+	size_t link;                    /* offsetof(struct entry, <its link>) */
 };
 
 struct entry {
 	struct entry *hnext;            /* bucket chain */
-	struct entry *lprev, *lnext;    /* LRU list, most recent at head */
-	struct entry *sprev, *snext;    /* scored list (see scored_update) */
-	bool scored;
+	struct link lru;                /* its kind's cold or hot LRU list */
+	struct link scored;             /* the scored list (see scored_update) */
+	bool on_scored;
 	uint64_t hash;
 	unsigned char key[KEY_LEN];
 	uint8_t nrecent, recent_next;
@@ -56,8 +64,7 @@ struct penalty {
 	size_t nbuckets;                /* power of two */
 	size_t count;                   /* all kinds */
 	struct lru cold[TK_COUNT], hot[TK_COUNT];
-	struct entry *scored_head, *scored_tail;
-	size_t scored;                  /* entries on the scored list */
+	struct lru scored;              /* entries with a score, by last failure */
 	/* Random per process: table hashes cannot be flooded from outside, and
 	   fingerprints mean nothing outside this process. */
 	unsigned char table_key[crypto_shorthash_KEYBYTES];
@@ -214,34 +221,49 @@ static struct lru *list_of(struct penalty *p, const struct entry *e)
 	return e->hot ? &p->hot[k] : &p->cold[k];
 }
 
-static void lru_unlink(struct penalty *p, struct entry *e)
+static struct link *link_of(const struct lru *l, struct entry *e)
 {
-	struct lru *l = list_of(p, e);
+	return (struct link *)((char *)e + l->link);
+}
 
-	if (e->lprev != NULL)
-		e->lprev->lnext = e->lnext;
+static void list_unlink(struct lru *l, struct entry *e)
+{
+	struct link *k = link_of(l, e);
+
+	if (k->prev != NULL)
+		link_of(l, k->prev)->next = k->next;
 	else
-		l->head = e->lnext;
-	if (e->lnext != NULL)
-		e->lnext->lprev = e->lprev;
+		l->head = k->next;
+	if (k->next != NULL)
+		link_of(l, k->next)->prev = k->prev;
 	else
-		l->tail = e->lprev;
-	e->lprev = e->lnext = NULL;
+		l->tail = k->prev;
+	k->prev = k->next = NULL;
 	l->count--;
 }
 
-static void lru_push_head(struct penalty *p, struct entry *e)
+static void list_push_head(struct lru *l, struct entry *e)
 {
-	struct lru *l = list_of(p, e);
+	struct link *k = link_of(l, e);
 
-	e->lprev = NULL;
-	e->lnext = l->head;
+	k->prev = NULL;
+	k->next = l->head;
 	if (l->head != NULL)
-		l->head->lprev = e;
+		link_of(l, l->head)->prev = e;
 	l->head = e;
 	if (l->tail == NULL)
 		l->tail = e;
 	l->count++;
+}
+
+static void lru_unlink(struct penalty *p, struct entry *e)
+{
+	list_unlink(list_of(p, e), e);
+}
+
+static void lru_push_head(struct penalty *p, struct entry *e)
+{
+	list_push_head(list_of(p, e), e);
 }
 
 /* Moves e to the head of the list its worth puts it on: hot once its score
@@ -261,19 +283,10 @@ static void lru_place(struct penalty *p, struct entry *e, int64_t now)
    drops them from there without walking the table. */
 static void scored_unlink(struct penalty *p, struct entry *e)
 {
-	if (!e->scored)
+	if (!e->on_scored)
 		return;
-	if (e->sprev != NULL)
-		e->sprev->snext = e->snext;
-	else
-		p->scored_head = e->snext;
-	if (e->snext != NULL)
-		e->snext->sprev = e->sprev;
-	else
-		p->scored_tail = e->sprev;
-	e->sprev = e->snext = NULL;
-	e->scored = false;
-	p->scored--;
+	list_unlink(&p->scored, e);
+	e->on_scored = false;
 }
 
 /* After a failure (or a reset): on the list at head while it has a score. */
@@ -282,14 +295,8 @@ static void scored_update(struct penalty *p, struct entry *e)
 	scored_unlink(p, e);
 	if (e->score == 0)
 		return;
-	e->snext = p->scored_head;
-	if (p->scored_head != NULL)
-		p->scored_head->sprev = e;
-	p->scored_head = e;
-	if (p->scored_tail == NULL)
-		p->scored_tail = e;
-	e->scored = true;
-	p->scored++;
+	list_push_head(&p->scored, e);
+	e->on_scored = true;
 }
 
 static uint64_t key_hash(const struct penalty *p, const unsigned char key[KEY_LEN])
@@ -758,13 +765,13 @@ size_t penalty_active(struct penalty *p, int64_t now)
 	struct entry *e;
 
 	/* what entry_decay() would do at their next failure, done now */
-	while ((e = p->scored_tail) != NULL &&
+	while ((e = p->scored.tail) != NULL &&
 	       now - e->last_fail >= (int64_t)p->cfg.forget_after) {
 		e->score = 0;
 		e->nrecent = e->recent_next = 0;
 		scored_unlink(p, e);
 	}
-	return p->scored;
+	return p->scored.count;
 }
 
 /* ---- lifetime ----------------------------------------------------------- */
@@ -781,6 +788,9 @@ struct penalty *penalty_new(void)
 		return NULL;
 	}
 	p->nbuckets = MIN_BUCKETS;
+	for (int k = 0; k < TK_COUNT; k++)
+		p->cold[k].link = p->hot[k].link = offsetof(struct entry, lru);
+	p->scored.link = offsetof(struct entry, scored);
 	penalty_config_defaults(&p->cfg);
 	crypto_shorthash_keygen(p->table_key);
 	crypto_generichash_keygen(p->fp_key);

@@ -91,6 +91,15 @@ def auth_http(chain, headers):
             (l.split(":", 1) for l in out.stdout.splitlines()[1:] if ":" in l)}
 
 
+def ask_from(chain, name, password, ip, attempt=1):
+    """auth_http as nginx asks for a client at `ip` (Client-IP), on its
+    attempt number `attempt` of one connection."""
+    h = nginx_headers(chain, name, password)
+    h["Client-IP"] = ip
+    h["Auth-Login-Attempt"] = str(attempt)
+    return auth_http(chain, h)
+
+
 def nginx_headers(chain, name, password, proto="imap"):
     return {"Auth-Method": "plain", "Auth-User": name, "Auth-Pass": password,
             "Auth-Protocol": proto, "Auth-Login-Attempt": "1", "Client-IP": "192.0.2.7",

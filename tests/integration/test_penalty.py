@@ -14,7 +14,7 @@ import time
 import pytest
 
 from conftest import start_chain, stop_chain
-from helpers import LogWatch, auth_http, decision, nginx_headers, user
+from helpers import LogWatch, ask_from, decision, user
 
 FAIL = "Invalid login or password"
 
@@ -31,65 +31,58 @@ def log(pchain):
     return {"auth": LogWatch(pchain.env["LOG_AUTH"])}
 
 
-def ask(chain, name, password, ip, attempt=1):
-    h = nginx_headers(chain, name, password)
-    h["Client-IP"] = ip
-    h["Auth-Login-Attempt"] = str(attempt)
-    return auth_http(chain, h)
-
-
 def wait_of(resp):
     assert resp["auth-status"] == FAIL, resp
     return int(resp["auth-wait"])
 
 
 def test_delay_grows_for_repeated_failures(pchain, log):
-    waits = [wait_of(ask(pchain, "pen-grow", f"guess-{i}", "198.51.100.10")) for i in range(5)]
+    waits = [wait_of(ask_from(pchain, "pen-grow", f"guess-{i}", "198.51.100.10")) for i in range(5)]
     assert waits == [1, 2, 4, 8, 15]
     decision(log, user="pen-grow", rip="198.51.100.10", result="fail",
              reason="unknown_user", penalty=5, delay=15)
 
 
 def test_same_wrong_password_does_not_escalate(pchain, log):
-    waits = [wait_of(ask(pchain, "pen-repeat", "same-guess", "198.51.100.11")) for _ in range(4)]
+    waits = [wait_of(ask_from(pchain, "pen-repeat", "same-guess", "198.51.100.11")) for _ in range(4)]
     assert waits == [1, 1, 1, 1]
 
 
 def test_known_user_wrong_password_counts(pchain, log):
     name, _ = user(pchain, "carol")
-    waits = [wait_of(ask(pchain, name, f"nope-{i}", "198.51.100.15")) for i in range(2)]
+    waits = [wait_of(ask_from(pchain, name, f"nope-{i}", "198.51.100.15")) for i in range(2)]
     assert waits == [1, 2]
     decision(log, user=name, result="fail", reason="bad_password", penalty=2, delay=2)
 
 
 def test_success_clears_the_address(pchain, log):
     ip = "198.51.100.12"
-    waits = [wait_of(ask(pchain, f"pen-clear-{i}", "x", ip)) for i in range(3)]
+    waits = [wait_of(ask_from(pchain, f"pen-clear-{i}", "x", ip)) for i in range(3)]
     assert waits == [1, 2, 4]
     name, password = user(pchain, "alice")
-    assert ask(pchain, name, password, ip)["auth-status"] == "OK"
+    assert ask_from(pchain, name, password, ip)["auth-status"] == "OK"
     # cleared: the curve starts again; later failures from the address still
     # count (one valid account must not open a way to guess everyone else's)
-    waits = [wait_of(ask(pchain, f"pen-after-{i}", "x", ip)) for i in range(3)]
+    waits = [wait_of(ask_from(pchain, f"pen-after-{i}", "x", ip)) for i in range(3)]
     assert waits == [1, 2, 4]
 
 
 def test_other_address_is_unaffected(pchain):
-    waits = [wait_of(ask(pchain, f"pen-busy-{i}", "x", "198.51.100.13")) for i in range(4)]
+    waits = [wait_of(ask_from(pchain, f"pen-busy-{i}", "x", "198.51.100.13")) for i in range(4)]
     assert waits == [1, 2, 4, 8]
-    assert wait_of(ask(pchain, "pen-quiet", "x", "198.51.100.14")) == 1
+    assert wait_of(ask_from(pchain, "pen-quiet", "x", "198.51.100.14")) == 1
 
 
 def test_ipv6_addresses_in_one_64_share_a_score(pchain):
-    assert wait_of(ask(pchain, "pen-v6-a", "x", "2001:db8:1:2::1")) == 1
-    assert wait_of(ask(pchain, "pen-v6-b", "x", "2001:db8:1:2:ffff::7")) == 2
-    assert wait_of(ask(pchain, "pen-v6-c", "x", "2001:db8:1:2::1")) == 4
+    assert wait_of(ask_from(pchain, "pen-v6-a", "x", "2001:db8:1:2::1")) == 1
+    assert wait_of(ask_from(pchain, "pen-v6-b", "x", "2001:db8:1:2:ffff::7")) == 2
+    assert wait_of(ask_from(pchain, "pen-v6-c", "x", "2001:db8:1:2::1")) == 4
     # the next /64 is another client
-    assert wait_of(ask(pchain, "pen-v6-d", "x", "2001:db8:1:3::1")) == 1
+    assert wait_of(ask_from(pchain, "pen-v6-d", "x", "2001:db8:1:3::1")) == 1
 
 
 def test_attempt_cap_answers_without_auth_wait(pchain, log):
-    resp = ask(pchain, "pen-cap", "x", "198.51.100.16", attempt=3)
+    resp = ask_from(pchain, "pen-cap", "x", "198.51.100.16", attempt=3)
     assert resp["auth-status"] == FAIL
     assert "auth-wait" not in resp      # nginx closes the client connection
     decision(log, user="pen-cap", result="fail", delay="close")
@@ -122,8 +115,8 @@ def test_imap_failures_are_delayed_and_connection_closed_at_cap(pchain, log):
 
 def test_scores_survive_sighup(pchain, log):
     ip = "198.51.100.17"
-    waits = [wait_of(ask(pchain, "pen-hup", f"g-{i}", ip)) for i in range(2)]
+    waits = [wait_of(ask_from(pchain, "pen-hup", f"g-{i}", ip)) for i in range(2)]
     assert waits == [1, 2]
     pchain.procs["dovegate-auth"].send_signal(signal.SIGHUP)
     log["auth"].wait_for(r"configuration reloaded")
-    assert wait_of(ask(pchain, "pen-hup-2", "g", ip)) == 4
+    assert wait_of(ask_from(pchain, "pen-hup-2", "g", ip)) == 4

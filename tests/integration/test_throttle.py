@@ -16,7 +16,7 @@ import time
 import pytest
 
 from conftest import start_chain, stop_chain
-from helpers import LogWatch, auth_http, decision, nginx_headers, user
+from helpers import LogWatch, ask_from, decision, user
 
 FAIL = "Invalid login or password"
 
@@ -34,21 +34,15 @@ def log(tchain):
     return {"auth": LogWatch(tchain.env["LOG_AUTH"])}
 
 
-def ask(chain, name, password, ip):
-    h = nginx_headers(chain, name, password)
-    h["Client-IP"] = ip
-    return auth_http(chain, h)
-
-
 def timed(chain, name, password, ip):
     t0 = time.monotonic()
-    resp = ask(chain, name, password, ip)
+    resp = ask_from(chain, name, password, ip)
     return resp, time.monotonic() - t0
 
 
 def fail_from(chain, ip, n, prefix):
     for i in range(n):
-        assert ask(chain, f"{prefix}-{i}", f"guess-{i}", ip)["auth-status"] == FAIL
+        assert ask_from(chain, f"{prefix}-{i}", f"guess-{i}", ip)["auth-status"] == FAIL
 
 
 def test_right_password_from_penalised_network_is_held(tchain, log):
@@ -76,7 +70,7 @@ def test_refused_unverified_at_the_hard_limit(tchain, log):
     ip = "198.51.100.22"
     fail_from(tchain, ip, 4, "hard")            # score 4 = refuse_at
     name, password = user(tchain, "alice")
-    resp = ask(tchain, name, password, ip)      # even the right password
+    resp = ask_from(tchain, name, password, ip)      # even the right password
     assert resp["auth-status"] != "OK", resp
     assert resp["auth-status"] != FAIL, resp    # a temporary error, not "wrong password"
     assert resp["auth-wait"] == "1", resp       # nothing was verified: no long wait
@@ -99,24 +93,24 @@ def test_too_many_logins_in_flight_from_one_network(tchain, log):
     assert all(r.get("auth-wait") == "1" for r in refused), refused
     decision(log, user=name, rip=ip, result="error", reason="busy")
     # once they are decided there is room again
-    resp = ask(tchain, name, password, ip)
+    resp = ask_from(tchain, name, password, ip)
     assert resp["auth-status"] == "OK", resp
 
 
 def test_guesses_from_many_networks_do_not_lock_a_user_out_of_their_own(tchain, log):
     name, password = user(tchain, "bob")
     home = "198.51.100.24"
-    assert ask(tchain, name, password, home)["auth-status"] == "OK"
+    assert ask_from(tchain, name, password, home)["auth-status"] == "OK"
     # an attacker spread over 4 networks guesses bob's password up to refuse_at
     for i in range(4):
-        assert ask(tchain, name, f"stolen-{i}", f"203.0.113.{30 + i}")["auth-status"] == FAIL
+        assert ask_from(tchain, name, f"stolen-{i}", f"203.0.113.{30 + i}")["auth-status"] == FAIL
     decision(log, user=name, rip="203.0.113.33", result="fail", penalty=4)
     # bob at home: no hold, logged in
     resp, took = timed(tchain, name, password, home)
     assert resp["auth-status"] == "OK", resp
     assert took < 1.0, took
     # from a network bob never used, bob's score stops the login unverified
-    resp = ask(tchain, name, password, "203.0.113.99")
+    resp = ask_from(tchain, name, password, "203.0.113.99")
     assert resp["auth-status"] != "OK", resp
     m = decision(log, user=name, rip="203.0.113.99", result="error", reason="throttled")
     assert "user score" in m.group(0)

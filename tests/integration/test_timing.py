@@ -16,7 +16,7 @@ import time
 import pytest
 
 from conftest import start_chain, stop_chain
-from helpers import LogWatch, auth_http, decision, nginx_headers
+from helpers import LogWatch, ask_from, decision
 
 FAIL = "Invalid login or password"
 ROUNDS = 1500000
@@ -46,7 +46,7 @@ def slow(tmp_path_factory):
     os.rename(tmp, path)
     # wait until the new file is in use (reloaded at most once a second)
     for i in range(30):
-        if ask(c, "slow-0", "slow-pass-1", f"192.0.2.{200 + i}")["auth-status"] == "OK":
+        if ask_from(c, "slow-0", "slow-pass-1", f"192.0.2.{200 + i}")["auth-status"] == "OK":
             break
         time.sleep(0.3)
     else:
@@ -60,31 +60,25 @@ def log(slow):
     return {"auth": LogWatch(slow.env["LOG_AUTH"])}
 
 
-def ask(chain, name, password, ip):
-    h = nginx_headers(chain, name, password)
-    h["Client-IP"] = ip
-    return auth_http(chain, h)
-
-
 def duration(log, **fields):
     m = decision(log, **fields)
     return float(m.group(0).split("duration_ms=")[1].split()[0])
 
 
 def test_unknown_user_costs_what_a_real_one_costs(slow, log):
-    assert ask(slow, "slow-1", "wrong-a", "198.51.100.40")["auth-status"] == FAIL
+    assert ask_from(slow, "slow-1", "wrong-a", "198.51.100.40")["auth-status"] == FAIL
     real = duration(log, user="slow-1", reason="bad_password")
-    assert ask(slow, "nobody-here", "wrong-b", "198.51.100.41")["auth-status"] == FAIL
+    assert ask_from(slow, "nobody-here", "wrong-b", "198.51.100.41")["auth-status"] == FAIL
     unknown = duration(log, user="nobody-here", reason="unknown_user", penalty=1)
     assert real > 100, real                     # the users file is the slow one
     assert unknown >= 0.3 * real, (unknown, real)
 
 
 def test_locked_entry_answers_like_a_wrong_password_and_counts(slow, log):
-    assert ask(slow, "slow-2", "wrong-c", "198.51.100.42")["auth-status"] == FAIL
+    assert ask_from(slow, "slow-2", "wrong-c", "198.51.100.42")["auth-status"] == FAIL
     real = duration(log, user="slow-2", reason="bad_password")
     # even the right password: the same answer as a wrong one, counted
-    resp = ask(slow, "banged", "slow-pass-1", "198.51.100.43")
+    resp = ask_from(slow, "banged", "slow-pass-1", "198.51.100.43")
     assert resp["auth-status"] == FAIL, resp
     m = decision(log, user="banged", result="fail", reason="unusable_password", penalty=1)
     took = float(m.group(0).split("duration_ms=")[1].split()[0])
@@ -94,8 +88,8 @@ def test_locked_entry_answers_like_a_wrong_password_and_counts(slow, log):
 
 def test_nologin_account_is_refused_and_counted(slow, log):
     # the right password of a nologin account: refused like a wrong one
-    resp = ask(slow, "nolog", "slow-pass-1", "198.51.100.44")
+    resp = ask_from(slow, "nolog", "slow-pass-1", "198.51.100.44")
     assert resp["auth-status"] == FAIL, resp
     decision(log, user="nolog", result="fail", reason="locked", penalty=1)
-    resp = ask(slow, "nolog", "wrong-d", "198.51.100.45")
+    resp = ask_from(slow, "nolog", "wrong-d", "198.51.100.45")
     assert resp["auth-status"] == FAIL, resp
