@@ -26,10 +26,14 @@ import pytest
 from helpers import LOGGED_IN, auth_line, decision, imap, login_line, user, watch_logs
 from test_login_plugin import OK, PROXY_PORT, Raw, imap_login, pop3_login, smtp_login
 
-CLAIMED = "198.51.100.7"
+# The address each attack claims: one per test, since Dovecot's own auth
+# penalty delays the next failure from an address (2, 4, 8 ... s) and the
+# chain's Dovecot is shared with other tests.
+CLAIMED = {"imap": "198.51.100.7", "pop3": "198.51.100.8", "submission": "198.51.100.9",
+           "master": "198.51.100.10"}
 REFUSED = r"dovegate: password refused: reason=nginx_port lport={port} real_rip=127\.0\.0\.1\b"
 
-# What the local user runs: a PROXY v1 header claiming CLAIMED, then LOGIN
+# What the local user runs: a PROXY v1 header claiming an address, then LOGIN
 # with a password read from stdin; prints Dovecot's tagged answer.
 ATTACK = r"""
 import socket, sys
@@ -48,18 +52,18 @@ while True:
 """
 
 
-def attack_as_nobody(chain, name, password):
+def attack_as_nobody(chain, name, password, claimed):
     """The issue's attack, by the unprivileged local user "nobody"."""
     out = subprocess.run(["/usr/bin/python3", "-c", ATTACK, chain.env["DOVECOT_PROXY_IMAP_PORT"],
-                          CLAIMED, name], input=password, user="nobody", capture_output=True,
+                          claimed, name], input=password, user="nobody", capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     return out.stdout.strip()
 
 
-def assert_refused_and_logged(chain, logs, name, password, port):
+def assert_refused_and_logged(chain, logs, name, password, port, claimed):
     dlog = logs["dovecot"]
-    dlog.wait_for(auth_line("dovegate", name, re.escape(CLAIMED)) + REFUSED.format(port=port))
+    dlog.wait_for(auth_line("dovegate", name, re.escape(claimed)) + REFUSED.format(port=port))
     text = dlog.text()
     assert not re.search(rf"{LOGGED_IN} user=<{name}>", text), text[-3000:]
     assert password not in text, "the password was logged"
@@ -67,9 +71,10 @@ def assert_refused_and_logged(chain, logs, name, password, port):
 
 def test_own_password_from_a_local_user_on_the_nginx_listener_is_refused(chain, logs):
     name, password = user(chain, "alice")
-    answer = attack_as_nobody(chain, name, password)
+    answer = attack_as_nobody(chain, name, password, CLAIMED["imap"])
     assert answer.startswith("a NO"), answer
-    assert_refused_and_logged(chain, logs, name, password, chain.env["DOVECOT_PROXY_IMAP_PORT"])
+    assert_refused_and_logged(chain, logs, name, password, chain.env["DOVECOT_PROXY_IMAP_PORT"],
+                              CLAIMED["imap"])
     # Nothing went through dovegate-auth: no decision for this login.
     assert not re.search(rf"\bdecision\b.*\buser={name}\b", logs["auth"].text())
 
@@ -79,10 +84,10 @@ def test_own_password_on_the_pop3_and_submission_listeners_for_nginx_is_refused(
         chain, logs, service):
     name, password = user(chain, "carol")
     port = chain.env[PROXY_PORT[service]]
-    with Raw(port, proxy_from=(CLAIMED, 40008)) as r:
+    with Raw(port, proxy_from=(CLAIMED[service], 40008)) as r:
         answer = {"pop3": pop3_login, "submission": smtp_login}[service](r, name, password)
     assert not answer.startswith(OK[service]), r.seen
-    assert_refused_and_logged(chain, logs, name, password, port)
+    assert_refused_and_logged(chain, logs, name, password, port, CLAIMED[service])
 
 
 def test_ticket_through_nginx_still_logs_in(chain, logs):
@@ -127,7 +132,7 @@ def test_master_mode_through_nginx_still_logs_in(master_chain):
 def test_own_password_on_the_nginx_listener_is_refused_in_master_mode(master_chain):
     logs = watch_logs(master_chain)
     name, password = user(master_chain, "alice")
-    answer = attack_as_nobody(master_chain, name, password)
+    answer = attack_as_nobody(master_chain, name, password, CLAIMED["master"])
     assert answer.startswith("a NO"), answer
     assert_refused_and_logged(master_chain, logs, name, password,
-                              master_chain.env["DOVECOT_PROXY_IMAP_PORT"])
+                              master_chain.env["DOVECOT_PROXY_IMAP_PORT"], CLAIMED["master"])
