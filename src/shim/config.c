@@ -1210,9 +1210,21 @@ static int require_for_mode(const struct dg_config *cfg, enum config_key key,
 	return 0;
 }
 
+/* A dovecot passdb's no_penalty follows [penalty] unless set: when
+   dovegate-auth holds and refuses penalised logins itself, Dovecot's own
+   per-address delay (up to 15 s) would only add to that hold and push the
+   answer past nginx's auth_http_timeout. */
+static void default_no_penalty(struct dg_config *cfg)
+{
+	for (size_t i = 0; i < cfg->passdb_count; i++)
+		if (cfg->passdbs[i].key_line[PK_NO_PENALTY] == 0)
+			cfg->passdbs[i].no_penalty = cfg->penalty_enabled;
+}
+
 static int check_complete(struct dg_config *cfg, char *err, size_t errlen)
 {
 	resolve_cred_modes(cfg);
+	default_no_penalty(cfg);
 	if (require(cfg, CK_SECRET_FILE, err, errlen) < 0 ||
 	    /* [passdb] may be left out when [passdb NAME] sections exist */
 	    (cfg->passdb_count == 0 && require(cfg, CK_PASSDB_PATH, err, errlen) < 0) ||

@@ -333,6 +333,30 @@ static void test_conf_named_passdbs(void **state)
 	config_free(&cfg);
 }
 
+/* no_penalty follows [penalty] unless set: dovegate-auth's own hold before
+   verifying must not be stacked on Dovecot's per-address delay. */
+static void test_conf_no_penalty_follows_penalty(void **state)
+{
+	struct conf_dir *c = *state;
+	struct dg_config cfg;
+	static const char dc[] = "[passdb dovecot]\ndriver = dovecot\n"
+				 "socket = tcp:127.0.0.1:4000\n";
+	char text[512];
+
+	assert_int_equal(load_conf(c, BASE_CONF "[passdb dovecot]\ndriver = dovecot\n"
+				   "socket = tcp:127.0.0.1:4000\n", &cfg), 0);
+	assert_true(cfg.passdbs[0].no_penalty);         /* [penalty] is on by default */
+	config_free(&cfg);
+	snprintf(text, sizeof(text), "%s%s[penalty]\nenabled = no\n", BASE_CONF, dc);
+	assert_int_equal(load_conf(c, text, &cfg), 0);
+	assert_false(cfg.passdbs[0].no_penalty);        /* Dovecot's is the only brake */
+	config_free(&cfg);
+	snprintf(text, sizeof(text), "%s%sno_penalty = no\n", BASE_CONF, dc);
+	assert_int_equal(load_conf(c, text, &cfg), 0);
+	assert_false(cfg.passdbs[0].no_penalty);        /* set: kept */
+	config_free(&cfg);
+}
+
 static void test_conf_passdb_errors(void **state)
 {
 	struct conf_dir *c = *state;
@@ -603,6 +627,8 @@ int main(void)
 		cmocka_unit_test(test_parse_handshake),
 		cmocka_unit_test(test_parse_bad_ids),
 		cmocka_unit_test(test_spec_check),
+		cmocka_unit_test_setup_teardown(test_conf_no_penalty_follows_penalty, conf_setup,
+						conf_teardown),
 		cmocka_unit_test_setup_teardown(test_conf_named_passdbs, conf_setup, conf_teardown),
 		cmocka_unit_test_setup_teardown(test_conf_passdb_errors, conf_setup, conf_teardown),
 		cmocka_unit_test_setup_teardown(test_passdb_order, conf_setup, conf_teardown),
