@@ -9,7 +9,8 @@ src_common_libdgcommon_a_SOURCES = \
 	src/common/ticket.c src/common/ticket.h \
 	src/common/keyring.c src/common/keyring.h \
 	src/common/filetrust.c src/common/filetrust.h \
-	src/common/readall.c src/common/readall.h
+	src/common/readall.c src/common/readall.h \
+	src/common/cluster_store.c src/common/cluster_store.h
 src_common_libdgcommon_a_CFLAGS = $(AM_CFLAGS) $(SODIUM_CFLAGS) $(OPENSSL_CFLAGS) $(CRYPT_CFLAGS)
 
 # Claims <-> JSON (jansson), for dovegate-auth and the CLI only. Its header
