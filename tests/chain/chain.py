@@ -15,6 +15,7 @@ import os
 import pwd
 import re
 import secrets
+import shutil
 import signal
 import socket
 import stat
@@ -45,6 +46,17 @@ BACKEND_PORTS = (("imap", "DOVECOT_PROXY_IMAP_PORT"), ("pop3", "DOVECOT_PROXY_PO
                  ("smtp", "DOVECOT_PROXY_SUBMISSION_PORT"))
 BACKEND_STATE = re.compile(r"\bbackend proto=(\S+) backend=(\S+) .*\bstate=(up|down)\b")
 PLACEHOLDER = re.compile(r"@([A-Z][A-Z0-9_]*)@")
+# dovegate-auth's [cluster] keys the chain sets besides store (Chain(cluster=
+# {...}) adds or overrides keys)
+CHAIN_CLUSTER = {}
+# the cluster store's server and client: Valkey (Debian 13) or Redis (Debian 12)
+STORE_SERVERS = ("valkey-server", "redis-server")
+STORE_CLIS = ("valkey-cli", "redis-cli")
+# edge 2's own values (ports, logs, files); everything else it shares with edge 1
+EDGE_PORT_KEYS = ("NGINX_IMAP_PORT", "NGINX_POP3_PORT", "NGINX_SUBMISSION_PORT", "NGINX_SMTP_PORT",
+                  "NGINX_IMAPS_PORT", "AUTH_HTTP_PORT", "METRICS_PORT")
+# endpoints.env names that differ per edge: edge 2's get an EDGE2_ prefix
+EDGE_ENV_KEYS = EDGE_PORT_KEYS + ("AUTH_HTTP_URL", "METRICS_URL", "LOG_AUTH", "LOG_NGINX", "AUTH_CONF")
 
 
 class ChainError(Exception):
@@ -148,6 +160,91 @@ def wait_for_port(port, timeout, proc=None, what=""):
     raise ChainError(f"{what} not listening on port {port} after {timeout}s")
 
 
+def store_binary(names):
+    """The first of `names` on PATH (or in /usr/bin, /usr/sbin), else None."""
+    for n in names:
+        p = shutil.which(n) or next((d + "/" + n for d in ("/usr/bin", "/usr/sbin")
+                                     if os.access(d + "/" + n, os.X_OK)), None)
+        if p:
+            return p
+    return None
+
+
+class StoreError(Exception):
+    """An error reply (-ERR ...) from the store."""
+
+
+def _resp_read(f):
+    line = f.readline()
+    if not line.endswith(b"\r\n"):
+        raise ConnectionError(f"store: short reply {line!r}")
+    kind, rest = line[:1], line[1:-2]
+    if kind == b"+":
+        return rest.decode()
+    if kind == b"-":
+        raise StoreError(rest.decode())
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        n = int(rest)
+        if n < 0:
+            return None
+        data = f.read(n + 2)
+        return data[:-2].decode("utf-8", "replace")
+    if kind == b"*":
+        n = int(rest)
+        return None if n < 0 else [_resp_read(f) for _ in range(n)]
+    raise ConnectionError(f"store: unexpected reply {line!r}")
+
+
+def store_command(port, *args, timeout=5, host="127.0.0.1"):
+    """One command to a Redis/Valkey server on host:port (RESP, no client
+    library needed); the reply as str/int/None/list, StoreError for -ERR."""
+    req = b"*%d\r\n" % len(args) + b"".join(
+        b"$%d\r\n%s\r\n" % (len(a), a) for a in (str(x).encode() for x in args))
+    with socket.create_connection((host, int(port)), timeout=timeout) as s:
+        s.sendall(req)
+        with s.makefile("rb") as f:
+            return _resp_read(f)
+
+
+def store_info(port, section="commandstats"):
+    """INFO SECTION as {name: value}; commandstats values are dicts, e.g.
+    store_info(p)["cmdstat_mget"]["calls"]."""
+    out = {}
+    for line in store_command(port, "INFO", section).splitlines():
+        if not line or line.startswith("#") or ":" not in line:
+            continue
+        k, v = line.split(":", 1)
+        if "=" in v:
+            d = {}
+            for kv in v.split(","):
+                a, _, b = kv.partition("=")
+                try:
+                    d[a] = float(b) if "." in b else int(b)
+                except ValueError:
+                    d[a] = b
+            out[k] = d
+        else:
+            out[k] = v
+    return out
+
+
+def wait_for_store(port, timeout, proc=None):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise ChainError(f"store server exited with status {proc.returncode}")
+        try:
+            if store_command(port, "PING", timeout=2) == "PONG":
+                return
+        except (OSError, StoreError) as e:
+            last = e
+        time.sleep(0.05)
+    raise ChainError(f"store server on port {port} not answering PING after {timeout}s: {last!r}")
+
+
 def sanitizer_dovecot_settings(build_dir):
     """Dovecot settings for modules built with --enable-sanitizers (they link
     libasan; Dovecot's binaries do not): its processes get libasan preloaded
@@ -191,7 +288,8 @@ class Chain:
     def __init__(self, state_dir, build_dir, users=DEMO_USERS, dovecot_pre="", dovecot_post="",
                  credentials="ticket", passdb="file", imap_auth="plain login",
                  pop3_auth="plain", proto_credentials=None, auth_timeout=5, penalty=None,
-                 backends=1, health=None, metrics=None):
+                 backends=1, health=None, metrics=None, edges=1, cluster=None,
+                 edge2_backend_ports=None):
         """dovecot_pre/dovecot_post: extra Dovecot settings for a test, placed
         before the dovegate snippet (e.g. a passdb that must come first) and
         at the end (later settings override earlier ones). credentials:
@@ -213,7 +311,38 @@ class Chain:
         health: [health] keys overriding the chain's (CHAIN_HEALTH).
         metrics: [metrics] keys, e.g. {"max_connections": 2}; "listen"
         replaces the chain's 127.0.0.1:METRICS_PORT ("{port}" in it is
-        METRICS_PORT, e.g. "{port}" alone)."""
+        METRICS_PORT, e.g. "{port}" alone).
+
+        Cluster mode (issue 16, ../shared/cluster-spec):
+        edges: 1, or 2 for a second edge, an nginx + dovegate-auth pair of
+        its own (own ports, logs logs/nginx-2.log and logs/dovegate-auth-2.log,
+        configs and nginx pid/temp files in STATE/edge2/) in front of the same
+        Dovecots, with the same users file, keys, secrets and [cluster] store.
+        Its values are self.edges[1]; endpoints.env names them with an
+        EDGE2_ prefix (EDGE2_NGINX_IMAP_PORT, EDGE2_AUTH_HTTP_URL, ...);
+        its processes are procs["nginx-2"] and procs["dovegate-auth-2"].
+        cluster: None (default: a store with edges=2, none with 1), True
+        (a store and a [cluster] section with the chain's keys), a dict of
+        extra [cluster] keys (e.g. {"assignment_ttl": 0}; "store" replaces
+        the chain's URL, "{port}" in a value is the store's port), or False
+        (no store, no [cluster]: with edges=2, two edges that share nothing).
+        With a store, a Redis/Valkey server (valkey-server or redis-server)
+        runs on 127.0.0.1:STORE_PORT, no persistence, data in STATE/store,
+        log logs/store.log, started first and stopped last (procs["store"]);
+        stop_store()/start_store()/pause_store()/resume_store() and
+        store(*command) for tests.
+        edge2_backend_ports: {backend number: {proto: port}} that edge 2's
+        [backend] sections use instead of the real ones (same audience), e.g.
+        {2: {"imap": 1}} makes edge 2's imap probes of Dovecot 2 fail while
+        edge 1's succeed; start() does not wait for these to come up."""
+        if edges not in (1, 2):
+            raise ChainError(f"edges={edges!r}: 1 or 2")
+        self.edge_count = edges
+        if cluster is None:
+            cluster = edges == 2
+        self.cluster = None if cluster is False else {**CHAIN_CLUSTER, **(cluster if isinstance(cluster, dict) else {})}
+        self.edge2_backend_ports = {int(i): dict(p) for i, p in (edge2_backend_ports or {}).items()}
+        self.edges = []  # per edge: its values (edge 1's are self.values)
         self.imap_auth = imap_auth
         self.pop3_auth = pop3_auth
         self.state = os.path.abspath(state_dir)
@@ -261,7 +390,9 @@ class Chain:
         # Mail processes may not run as root: Debian's "mail" system user owns the mail.
         mail = pwd.getpwnam("mail")
         os.chown(self.path("mail"), mail.pw_uid, mail.pw_gid)
-        ports = free_ports(13 + 4 * (self.backend_count - 1))
+        nb = 13 + 4 * (self.backend_count - 1)
+        ports = free_ports(nb + len(EDGE_PORT_KEYS) + 1)
+        extra_ports = ports[nb:]
         v = {
             "STATE_DIR": self.state,
             "BUILD_DIR": self.build,
@@ -334,9 +465,20 @@ class Chain:
                                     for k, val in metrics.items())
         v["AUTH_HTTP_URL"] = f"http://127.0.0.1:{v['AUTH_HTTP_PORT']}/auth"
         v["METRICS_URL"] = f"http://127.0.0.1:{v['METRICS_PORT']}/metrics"
+        v["AUTH_CONF"] = self.path("etc", "dovegate-auth.conf")
+        v["NGINX_PREFIX"] = self.path("run")
+        v["STORE_PORT"] = extra_ports[-1] if self.cluster is not None else ""
+        v["STORE_URL"] = f"redis://127.0.0.1:{v['STORE_PORT']}/0" if self.cluster is not None else ""
+        v["LOG_STORE"] = self.path("logs", "store.log")
+        v["AUTH_CLUSTER"] = self._auth_cluster(v)
         self.values = v
-        for log in ("LOG_AUTH", "LOG_DOVECOT", "LOG_NGINX"):
-            open(v[log], "a").close()
+        self.edges = [v]
+        if self.edge_count == 2:
+            self.edges.append(self._edge_values(v, 2, extra_ports))
+        for e in self.edges:
+            for log in ("LOG_AUTH", "LOG_NGINX"):
+                open(e[log], "a").close()
+        open(v["LOG_DOVECOT"], "a").close()
         self._write_users()
         write_secret(v["HTTP_SECRET_FILE"], v["AUTH_HTTP_SECRET"])
         write_secret(v["MASTER_PASSWORD_FILE"], v["MASTER_PASSWORD"])
@@ -361,13 +503,55 @@ class Chain:
                 "DOVECOT_EXTRA_PRE": self.dovecot_pre, "DOVECOT_EXTRA_POST": self.dovecot_post,
                 "DOVECOT_CONF": os.path.join(d, "etc", "dovecot.conf")}
 
-    def _auth_backends(self):
+    def _edge_values(self, v, n, ports):
+        """Edge n (2): edge 1's values with its own nginx and dovegate-auth
+        ports, logs, configs (STATE/edgeN/etc) and nginx prefix (pid, temp
+        files: STATE/edgeN/run)."""
+        d = self.path(f"edge{n}")
+        for sub in ("", "etc", "run"):
+            os.makedirs(os.path.join(d, sub), exist_ok=True)
+            os.chmod(os.path.join(d, sub), 0o755)
+        e = {**v, **dict(zip(EDGE_PORT_KEYS, ports)), "STATE_DIR": d,
+             "LOG_AUTH": self.path("logs", f"dovegate-auth-{n}.log"),
+             "LOG_NGINX": self.path("logs", f"nginx-{n}.log"),
+             "AUTH_CONF": os.path.join(d, "etc", "dovegate-auth.conf"),
+             "NGINX_PREFIX": os.path.join(d, "run")}
+        e["AUTH_HTTP_URL"] = f"http://127.0.0.1:{e['AUTH_HTTP_PORT']}/auth"
+        e["METRICS_URL"] = f"http://127.0.0.1:{e['METRICS_PORT']}/metrics"
+        metrics = {"listen": "127.0.0.1:{port}", **self.metrics}
+        e["AUTH_METRICS"] = "".join(f"{k} = {str(val).format(port=e['METRICS_PORT'])}\n"
+                                    for k, val in metrics.items())
+        e["AUTH_BACKENDS"] = self._auth_backends(self.edge2_backend_ports)
+        return e
+
+    def _auth_cluster(self, v):
+        """dovegate-auth's [cluster] section (empty without a store)."""
+        if self.cluster is None:
+            return ""
+        keys = {"store": v["STORE_URL"], **self.cluster}
+        return "[cluster]\n" + "".join(f"{k} = {str(val).format(port=v['STORE_PORT'])}\n"
+                                        for k, val in keys.items())
+
+    def backend_address(self, i, proto, edge=1):
+        """"127.0.0.1:PORT" of Dovecot i's proto backend as edge `edge`'s
+        dovegate-auth has it (edge2_backend_ports may change edge 2's)."""
+        port = dict(BACKEND_PORTS)[proto]
+        if edge == 2 and proto in self.edge2_backend_ports.get(i, {}):
+            return f"127.0.0.1:{self.edge2_backend_ports[i][proto]}"
+        return f"127.0.0.1:{self.backends[i - 1][port]}"
+
+    def _auth_backends(self, override=None):
         """dovegate-auth's pools: the classic one-line form for one Dovecot,
-        a [backend NAME] section per Dovecot and protocol for more."""
+        a [backend NAME] section per Dovecot and protocol for more.
+        override: {backend number: {proto: port}} (edge2_backend_ports)."""
+        override = override or {}
+
+        def port(i, b, p, k):
+            return override.get(i, {}).get(p, b[k])
         if len(self.backends) == 1:
             b = self.backends[0]
-            return "[backend]\n" + "".join(f"{p} = 127.0.0.1:{b[k]}\n" for p, k in BACKEND_PORTS)
-        return "\n".join(f"[backend dovecot-{i}-{p}]\nprotocol = {p}\naddress = 127.0.0.1:{b[k]}\n"
+            return "[backend]\n" + "".join(f"{p} = 127.0.0.1:{port(1, b, p, k)}\n" for p, k in BACKEND_PORTS)
+        return "\n".join(f"[backend dovecot-{i}-{p}]\nprotocol = {p}\naddress = 127.0.0.1:{port(i, b, p, k)}\n"
                          f"audience = {b['TICKET_AUDIENCE']}\n"
                          for i, b in enumerate(self.backends, 1) for p, k in BACKEND_PORTS)
 
@@ -462,8 +646,10 @@ service auth {{
 
     def _render_configs(self):
         v = self.values
-        render(os.path.join(CONF_DIR, "nginx", "dovegate-mail.conf"), v, self.path("etc", "nginx-mail.conf"))
-        render(os.path.join(CHAIN_DIR, "nginx.conf.in"), v, self.path("etc", "nginx.conf"))
+        for e in self.edges:
+            etc = os.path.join(e["STATE_DIR"], "etc")
+            render(os.path.join(CONF_DIR, "nginx", "dovegate-mail.conf"), e, os.path.join(etc, "nginx-mail.conf"))
+            render(os.path.join(CHAIN_DIR, "nginx.conf.in"), e, os.path.join(etc, "nginx.conf"))
         for b in self.backends:
             etc = os.path.dirname(b["DOVECOT_CONF"])
             line = dovecot_line()
@@ -471,7 +657,8 @@ service auth {{
                    os.path.join(etc, "dovecot-dovegate.conf"))
             render(os.path.join(CHAIN_DIR, f"dovecot-{line}.conf.in"), b, b["DOVECOT_CONF"])
             open(b["LOG_DOVECOT"], "a").close()
-        render(os.path.join(CHAIN_DIR, "dovegate-auth.conf.in"), v, self.path("etc", "dovegate-auth.conf"))
+        for e in self.edges:
+            render(os.path.join(CHAIN_DIR, "dovegate-auth.conf.in"), e, e["AUTH_CONF"])
 
     # ---- lifecycle -----------------------------------------------------
     def _spawn(self, name, argv, log=None):
@@ -493,6 +680,8 @@ service auth {{
         self.prepare()
         v = self.values
         try:
+            if self.cluster is not None:
+                self.start_store(timeout)
             # Dovecot submission relays; the relay delivers through Dovecot's LMTP.
             relay = self._spawn("relay", ["/usr/bin/python3", os.path.join(CHAIN_DIR, "relay.py"),
                                           "--listen", f"127.0.0.1:{v['SUBMISSION_RELAY_PORT']}",
@@ -501,39 +690,50 @@ service auth {{
             for i in range(1, len(self.backends) + 1):
                 self.start_backend(i, timeout, wait_healthy=False)
             # after Dovecot: dovegate-auth's first health probes find it up
-            auth = self._spawn("dovegate-auth", [self.binary("src/shim/dovegate-auth"), "-c",
-                                                 self.path("etc", "dovegate-auth.conf")],
-                               log=v["LOG_AUTH"])
+            auths = []
+            for n, e in enumerate(self.edges, 1):
+                auths.append(self._spawn(self.edge_proc_name("dovegate-auth", n),
+                                         [self.binary("src/shim/dovegate-auth"), "-c", e["AUTH_CONF"]],
+                                         log=e["LOG_AUTH"]))
             wait_for_greeting(v["SUBMISSION_RELAY_PORT"], b"220", timeout, relay, "relay")
-            wait_for_port(v["AUTH_HTTP_PORT"], timeout, auth, "dovegate-auth")
+            for n, (e, auth) in enumerate(zip(self.edges, auths), 1):
+                what = self.edge_proc_name("dovegate-auth", n)
+                wait_for_port(e["AUTH_HTTP_PORT"], timeout, auth, what)
             self.wait_backends_up(timeout)
-            wait_for_port(v["METRICS_PORT"], timeout, auth, "dovegate-auth metrics")
-            nginx = self._spawn("nginx", ["nginx", "-p", self.path("run"), "-c", self.path("etc", "nginx.conf"),
-                                          "-e", v["LOG_NGINX"], "-g", "daemon off;"],
-                                log=self.path("logs", "nginx-stderr.log"))
-            wait_for_greeting(v["NGINX_IMAP_PORT"], b"* OK", timeout, nginx, "nginx")
-            wait_for_greeting(v["NGINX_POP3_PORT"], b"+OK", timeout, nginx, "nginx")
-            wait_for_greeting(v["NGINX_SUBMISSION_PORT"], b"220", timeout, nginx, "nginx")
-            wait_for_greeting(v["NGINX_SMTP_PORT"], b"220", timeout, nginx, "nginx")
-            wait_for_port(v["NGINX_IMAPS_PORT"], timeout, nginx, "nginx")
+            for n, (e, auth) in enumerate(zip(self.edges, auths), 1):
+                what = self.edge_proc_name("dovegate-auth", n)
+                wait_for_port(e["METRICS_PORT"], timeout, auth, f"{what} metrics")
+            for n, e in enumerate(self.edges, 1):
+                name = self.edge_proc_name("nginx", n)
+                nginx = self._spawn(name, ["nginx", "-p", e["NGINX_PREFIX"],
+                                           "-c", os.path.join(e["STATE_DIR"], "etc", "nginx.conf"),
+                                           "-e", e["LOG_NGINX"], "-g", "daemon off;"],
+                                    log=self.path("logs", f"{name}-stderr.log"))
+                wait_for_greeting(e["NGINX_IMAP_PORT"], b"* OK", timeout, nginx, name)
+                wait_for_greeting(e["NGINX_POP3_PORT"], b"+OK", timeout, nginx, name)
+                wait_for_greeting(e["NGINX_SUBMISSION_PORT"], b"220", timeout, nginx, name)
+                wait_for_greeting(e["NGINX_SMTP_PORT"], b"220", timeout, nginx, name)
+                wait_for_port(e["NGINX_IMAPS_PORT"], timeout, nginx, name)
             if ready_check:
-                self.check_demo_login(timeout)
+                for n in range(1, len(self.edges) + 1):
+                    self.check_demo_login(timeout, edge=n)
         except Exception:
             self.stop()
             raise
         self._write_endpoints()
         return self
 
-    def check_demo_login(self, timeout=30):
-        """The demo user logs in and out through nginx's IMAP port (retried
-        while dovegate-auth's health checks settle), else ChainError."""
+    def check_demo_login(self, timeout=30, edge=1):
+        """The demo user logs in and out through edge `edge`'s nginx IMAP
+        port (retried while dovegate-auth's health checks settle), else
+        ChainError."""
         import imaplib
         user, password = self.users[0][0], self.users[0][1]
         deadline = time.monotonic() + timeout
         while True:
             imap = None
             try:
-                imap = imaplib.IMAP4("127.0.0.1", int(self.values["NGINX_IMAP_PORT"]), timeout=10)
+                imap = imaplib.IMAP4("127.0.0.1", int(self.edges[edge - 1]["NGINX_IMAP_PORT"]), timeout=10)
                 imap.login(user, password)
                 imap.logout()
                 return
@@ -545,9 +745,70 @@ service auth {{
                     except OSError:
                         pass
             if time.monotonic() >= deadline:
-                raise ChainError(f"everything started, but {user} cannot log in through nginx "
+                raise ChainError(f"everything started, but {user} cannot log in through edge {edge}'s nginx "
                                  f"({last}); see the logs below")
             time.sleep(0.5)
+
+    # ---- edges ------------------------------------------------------------
+    @staticmethod
+    def edge_proc_name(daemon, n):
+        """procs' name of edge n's daemon ("nginx", "dovegate-auth"): edge 1's
+        keep the classic names, edge 2's are "nginx-2", "dovegate-auth-2"."""
+        return daemon if n == 1 else f"{daemon}-{n}"
+
+    # ---- the cluster store -----------------------------------------------
+    def store_argv(self):
+        server = store_binary(STORE_SERVERS)
+        if server is None:
+            raise ChainError("no valkey-server or redis-server: the cluster store needs one "
+                             "(scripts/deps installs it)")
+        return [server, "--bind", "127.0.0.1", "--port", str(self.values["STORE_PORT"]),
+                "--save", "", "--appendonly", "no", "--daemonize", "no",
+                "--dir", self.path("store")]
+
+    def start_store(self, timeout=30):
+        """Start the store server (again: same port, empty) and wait until it
+        answers PING. endpoints.env (STORE_PID, PIDS) is rewritten if written."""
+        if self.cluster is None:
+            raise ChainError("this chain has no store (Chain(cluster=...) or edges=2)")
+        proc = self.procs.get("store")
+        if proc is not None and proc.poll() is None:
+            raise ChainError(f"the store is running (pid {proc.pid})")
+        os.makedirs(self.path("store"), exist_ok=True)
+        proc = self._spawn("store", self.store_argv(), log=self.values["LOG_STORE"])
+        wait_for_store(self.values["STORE_PORT"], timeout, proc)
+        if self.env:
+            self._write_endpoints()
+        return proc
+
+    def stop_store(self, kill=False, timeout=15):
+        """Stop the store server by pid: SIGTERM (kill=True: SIGKILL, like a
+        crash) and wait for it. start_store() brings it back on its port."""
+        proc = self.procs["store"]
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+    def pause_store(self):
+        """SIGSTOP the store: it keeps its connections but answers nothing
+        (dovegate-auth's commands time out). resume_store() undoes it."""
+        os.kill(self.procs["store"].pid, signal.SIGSTOP)
+
+    def resume_store(self):
+        os.kill(self.procs["store"].pid, signal.SIGCONT)
+
+    def store(self, *command, timeout=5):
+        """One command to the store, e.g. chain.store("GET", "dovegate:a:alice");
+        its reply (str, int, None or a list; StoreError for an error reply)."""
+        return store_command(self.values["STORE_PORT"], *command, timeout=timeout)
+
+    def store_info(self, section="commandstats"):
+        """INFO SECTION of the store as a dict (see store_info())."""
+        return store_info(self.values["STORE_PORT"], section)
 
     # ---- Dovecot instances (backends) ------------------------------------
     def backend_proc_name(self, i):
@@ -578,42 +839,56 @@ service auth {{
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
 
-    def backend_states(self):
-        """{(proto, "ip:port"): "up"|"down"}: the last state dovegate-auth
-        logged for each backend it checks."""
+    def backend_states(self, edge=1):
+        """{(proto, "ip:port"): "up"|"down"}: the last state edge `edge`'s
+        dovegate-auth logged for each backend it checks."""
         states = {}
-        with open(self.values["LOG_AUTH"], errors="replace") as f:
+        with open(self.edges[edge - 1]["LOG_AUTH"], errors="replace") as f:
             for line in f:
                 m = BACKEND_STATE.search(line)
                 if m:
                     states[(m.group(1), m.group(2))] = m.group(3)
         return states
 
-    def wait_backends_up(self, timeout=30):
-        """Until dovegate-auth's last word on every pool backend is "up"
-        (no-op with health checks off)."""
+    def wait_backends_up(self, timeout=30, edges=None):
+        """Until each edge's dovegate-auth's last word on every pool backend
+        is "up" (no-op with health checks off). edges: edge numbers (default
+        all); edge 2's backends moved by edge2_backend_ports are skipped."""
         if str(self.health.get("enabled", "yes")) == "no":
             return
-        want = {(p, f"127.0.0.1:{b[k]}") for b in self.backends for p, k in BACKEND_PORTS}
         deadline = time.monotonic() + timeout
-        while True:
-            states = self.backend_states()
-            if all(states.get(w) == "up" for w in want):
-                return
-            if time.monotonic() >= deadline:
-                raise ChainError(f"backends not up after {timeout}s: {states}")
-            time.sleep(0.1)
+        for n in edges or range(1, len(self.edges) + 1):
+            want = {(p, f"127.0.0.1:{b[k]}") for i, b in enumerate(self.backends, 1)
+                    for p, k in BACKEND_PORTS
+                    if not (n == 2 and p in self.edge2_backend_ports.get(i, {}))}
+            while True:
+                states = self.backend_states(n)
+                if all(states.get(w) == "up" for w in want):
+                    break
+                if time.monotonic() >= deadline:
+                    raise ChainError(f"backends not up on edge {n} after {timeout}s: {states}")
+                time.sleep(0.1)
 
     def _write_endpoints(self):
         v = self.values
         keys = ["NGINX_IMAP_PORT", "NGINX_POP3_PORT", "NGINX_SUBMISSION_PORT", "NGINX_SMTP_PORT",
                 "RELAY_DOMAINS", "NGINX_IMAPS_PORT", "TLS_CA", "TLS_CLIENT_CERT", "TLS_CLIENT_KEY",
-                "TLS_CLIENT_USER", "AUTH_HTTP_URL", "METRICS_URL",
+                "TLS_CLIENT_USER", "AUTH_HTTP_URL", "AUTH_HTTP_PORT", "METRICS_URL", "METRICS_PORT",
                 "AUTH_HTTP_SECRET_HEADER", "AUTH_HTTP_SECRET", "DOVECOT_IMAP_PORT",
                 "DOVECOT_PROXY_IMAP_PORT", "DOVECOT_PROXY_POP3_PORT", "DOVECOT_PROXY_SUBMISSION_PORT",
                 "LOG_AUTH", "LOG_DOVECOT", "LOG_NGINX", "MASTER_USER", "CREDENTIALS_MODE",
-                "TICKET_AUDIENCE"]
+                "TICKET_AUDIENCE", "AUTH_CONF"]
         self.env = {k: str(v[k]) for k in keys}
+        self.env["EDGES"] = str(len(self.edges))
+        for n, e in enumerate(self.edges[1:], 2):
+            for key in EDGE_ENV_KEYS:
+                self.env[f"EDGE{n}_{key}"] = str(e[key])
+        if self.cluster is not None:
+            store = self.procs.get("store")
+            self.env.update(STORE_URL=v["STORE_URL"], STORE_PORT=str(v["STORE_PORT"]),
+                            STORE_PID=str(store.pid if store else ""), LOG_STORE=v["LOG_STORE"],
+                            STORE_SERVER=self.store_argv()[0],
+                            STORE_CLI=store_binary(STORE_CLIS) or "")
         self.env["DEMO_USER"], self.env["DEMO_PASSWORD"] = self.users[0][0], self.users[0][1]
         self.env["TICKET_PUBLIC_KEY"] = v["TICKET_KEYRING"]
         self.env["STATE_DIR"] = self.state
@@ -621,7 +896,7 @@ service auth {{
             for key in ("LOG_DOVECOT", "TICKET_AUDIENCE", "DOVECOT_IMAP_PORT", "DOVECOT_PROXY_IMAP_PORT",
                         "DOVECOT_PROXY_POP3_PORT", "DOVECOT_PROXY_SUBMISSION_PORT"):
                 self.env[f"{key}_{i}"] = str(b[key])
-        self.env["PIDS"] = " ".join(f"{n}:{p.pid}" for n, p in self.procs.items())
+        self.env["PIDS"] = " ".join(f"{n}:{p.pid}" for n, p in self.procs.items() if p is not None)
         path = self.path("endpoints.env")
         with open(path + ".tmp", "w") as f:
             for k, val in self.env.items():
@@ -629,15 +904,19 @@ service auth {{
         os.replace(path + ".tmp", path)
 
     def alive(self):
-        return {n: p.poll() is None for n, p in self.procs.items()}
+        return {n: p.poll() is None for n, p in self.procs.items() if p is not None}
 
     def stop(self, timeout=10):
-        """SIGTERM each daemon (reverse start order) by pid, SIGKILL stragglers."""
-        for name, proc in reversed(list(self.procs.items())):
+        """SIGTERM each daemon (reverse start order: the store last) by pid,
+        SIGKILL stragglers."""
+        procs = [(n, p) for n, p in reversed(list(self.procs.items())) if p is not None]
+        for name, proc in procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
+                if name == "store":
+                    proc.send_signal(signal.SIGCONT)  # after pause_store()
         deadline = time.monotonic() + timeout
-        for name, proc in reversed(list(self.procs.items())):
+        for name, proc in procs:
             try:
                 proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
@@ -651,10 +930,15 @@ service auth {{
     def log_tails(self, lines=40):
         v = self.values
         out = []
-        logs = [v["LOG_AUTH"], v["LOG_NGINX"]] + [b["LOG_DOVECOT"] for b in getattr(self, "backends", [v])]
+        edges = self.edges or [v]
+        logs = [p for e in edges for p in (e["LOG_AUTH"], e["LOG_NGINX"])]
+        logs += [b["LOG_DOVECOT"] for b in getattr(self, "backends", [v])]
+        if self.cluster is not None:
+            logs.append(v["LOG_STORE"])
         for path in logs:
             out.append(f"----- {path} (last {lines} lines)\n{tail(path, lines)}")
         stderr_logs = [f"dovecot-{i}-stderr.log" for i in range(2, self.backend_count + 1)]
+        stderr_logs += [f"nginx-{n}-stderr.log" for n in range(2, self.edge_count + 1)]
         for extra in ["dovecot-stderr.log", "nginx-stderr.log", "relay.log"] + stderr_logs:
             p = self.path("logs", extra)
             if os.path.exists(p) and os.path.getsize(p):
@@ -674,6 +958,35 @@ def backends_banner(chain):
                    f"log {b['LOG_DOVECOT']}\n" for i, b in enumerate(chain.backends[1:], 2))
 
 
+def edges_banner(chain):
+    """Lines for edge 2 and the store (scripts/run-chain --edges 2)."""
+    e = chain.env
+    text = ""
+    for n in range(2, len(chain.edges) + 1):
+        p = f"EDGE{n}_"
+        text += (f"\n  Edge {n} (own nginx + dovegate-auth, same Dovecots, users and store):\n"
+                 f"    IMAP via nginx:        127.0.0.1:{e[p + 'NGINX_IMAP_PORT']}\n"
+                 f"    POP3 via nginx:        127.0.0.1:{e[p + 'NGINX_POP3_PORT']}\n"
+                 f"    submission via nginx:  127.0.0.1:{e[p + 'NGINX_SUBMISSION_PORT']}\n"
+                 f"    IMAPS via nginx:       127.0.0.1:{e[p + 'NGINX_IMAPS_PORT']}\n"
+                 f"    dovegate-auth:         {e[p + 'AUTH_HTTP_URL']}\n"
+                 f"    metrics (Prometheus):  {e[p + 'METRICS_URL']}\n")
+    if "STORE_URL" in e:
+        cli = f"{os.path.basename(e['STORE_CLI'])} -p {e['STORE_PORT']}" if e["STORE_CLI"] else ""
+        text += (f"\n  Cluster store:         {e['STORE_URL']} ({os.path.basename(e['STORE_SERVER'])}, "
+                 f"pid {e['STORE_PID']}){', try: ' + cli if cli else ''}\n")
+    return text
+
+
+def edges_logs_banner(chain):
+    e = chain.env
+    text = "".join(f"  dovegate-auth {n}: {e[f'EDGE{n}_LOG_AUTH']}\n  nginx {n}:         {e[f'EDGE{n}_LOG_NGINX']}\n"
+                   for n in range(2, len(chain.edges) + 1))
+    if "LOG_STORE" in e:
+        text += f"  store:         {e['LOG_STORE']}\n"
+    return text
+
+
 def print_banner(chain):
     e, v = chain.env, chain.values
     user, password = e["DEMO_USER"], e["DEMO_PASSWORD"]
@@ -688,7 +1001,7 @@ dovegate chain is up (state: {chain.state})
   dovegate-auth:         {e['AUTH_HTTP_URL']}
   metrics (Prometheus):  {e['METRICS_URL']}
   Dovecot direct IMAP:   127.0.0.1:{e['DOVECOT_IMAP_PORT']} (no PROXY header)
-{backends_banner(chain)}
+{backends_banner(chain)}{edges_banner(chain)}
 Try:
   curl -v 'imap://{user}:{password}@127.0.0.1:{e['NGINX_IMAP_PORT']}/INBOX'
   curl -v 'pop3://{user}:{password}@127.0.0.1:{e['NGINX_POP3_PORT']}/'
@@ -698,7 +1011,7 @@ Logs:
   dovegate-auth: {e['LOG_AUTH']}
   nginx:         {e['LOG_NGINX']}
   Dovecot:       {e['LOG_DOVECOT']}
-Endpoints for scripts: {chain.path('endpoints.env')}
+{edges_logs_banner(chain)}Endpoints for scripts: {chain.path('endpoints.env')}
 Ctrl-C stops everything.
 """, flush=True)
 
@@ -739,7 +1052,9 @@ def default_state_dir(build_dir):
 
 def cmd_run(args):
     state = args.state_dir or os.environ.get("DOVEGATE_STATE_DIR") or default_state_dir(args.build_dir)
-    chain = Chain(state, args.build_dir, backends=args.backends)
+    backends = args.backends if args.backends is not None else (2 if args.edges == 2 else 1)
+    chain = Chain(state, args.build_dir, backends=backends, edges=args.edges,
+                  cluster=False if args.no_store else None)
     stopping = {"flag": False}
 
     def on_signal(signum, frame):
@@ -776,7 +1091,12 @@ def main():
     ap.add_argument("command", choices=["run"])
     ap.add_argument("--build-dir", default=os.path.join(SRC_DIR, "build"))
     ap.add_argument("--state-dir", default=None, help="default: $DOVEGATE_STATE_DIR or BUILD_DIR/state")
-    ap.add_argument("--backends", type=int, default=1, help="Dovecot instances behind dovegate-auth (default 1)")
+    ap.add_argument("--backends", type=int, default=None,
+                    help="Dovecot instances behind dovegate-auth (default 1; 2 with --edges 2)")
+    ap.add_argument("--edges", type=int, choices=[1, 2], default=1,
+                    help="nginx + dovegate-auth pairs (2: a second edge and the cluster store)")
+    ap.add_argument("--no-store", action="store_true",
+                    help="with --edges 2: no cluster store, the edges share nothing")
     args = ap.parse_args()
     return cmd_run(args)
 
