@@ -964,7 +964,8 @@ def edges_banner(chain):
     text = ""
     for n in range(2, len(chain.edges) + 1):
         p = f"EDGE{n}_"
-        text += (f"\n  Edge {n} (own nginx + dovegate-auth, same Dovecots, users and store):\n"
+        shared = "users and store" if "STORE_URL" in e else "users; no store"
+        text += (f"\n  Edge {n} (own nginx + dovegate-auth; same Dovecots, {shared}):\n"
                  f"    IMAP via nginx:        127.0.0.1:{e[p + 'NGINX_IMAP_PORT']}\n"
                  f"    POP3 via nginx:        127.0.0.1:{e[p + 'NGINX_POP3_PORT']}\n"
                  f"    submission via nginx:  127.0.0.1:{e[p + 'NGINX_SUBMISSION_PORT']}\n"
@@ -980,7 +981,8 @@ def edges_banner(chain):
 
 def edges_logs_banner(chain):
     e = chain.env
-    text = "".join(f"  dovegate-auth {n}: {e[f'EDGE{n}_LOG_AUTH']}\n  nginx {n}:         {e[f'EDGE{n}_LOG_NGINX']}\n"
+    text = "".join(f"  edge {n} dovegate-auth: {e[f'EDGE{n}_LOG_AUTH']}\n"
+                   f"  edge {n} nginx:         {e[f'EDGE{n}_LOG_NGINX']}\n"
                    for n in range(2, len(chain.edges) + 1))
     if "LOG_STORE" in e:
         text += f"  store:         {e['LOG_STORE']}\n"

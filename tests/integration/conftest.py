@@ -59,6 +59,20 @@ def master_chain():
     stop_chain(c)
 
 
+@pytest.fixture(scope="module")
+def cluster_chain():
+    """Cluster mode (issue 16): two edges (nginx + dovegate-auth each; edge
+    2's endpoints are the EDGE2_ names in env) in front of two Dovecots,
+    sharing a Redis/Valkey store (STORE_URL, STORE_PORT, STORE_PID;
+    store(), store_info(), stop_store(), start_store(), pause_store(),
+    resume_store()). A test that needs other [cluster] keys or a different
+    edge 2 builds its own with start_chain(edges=2, backends=2,
+    cluster={...}, edge2_backend_ports={...})."""
+    c = start_chain(edges=2, backends=2)
+    yield c
+    stop_chain(c)
+
+
 @pytest.fixture
 def logs(chain):
     """Fresh watchers on the three logs, positioned at the start of the test."""
