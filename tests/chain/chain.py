@@ -645,7 +645,6 @@ service auth {{
                leaf + "extendedKeyUsage=clientAuth\n")
 
     def _render_configs(self):
-        v = self.values
         for e in self.edges:
             etc = os.path.join(e["STATE_DIR"], "etc")
             render(os.path.join(CONF_DIR, "nginx", "dovegate-mail.conf"), e, os.path.join(etc, "nginx-mail.conf"))
