@@ -38,7 +38,7 @@ static set_fn set_uint_size, set_metrics_listen;
 static set_fn set_string, set_path, set_uint, set_mode, set_listen, set_token,
 	set_log_target, set_driver, set_scheme, set_backend, set_cred_mode,
 	set_name, set_audience, set_domains, set_relay_backend, set_user_from,
-	set_yes_no, set_trusted, set_duration;
+	set_yes_no, set_trusted, set_duration, set_cluster_store, set_cluster_prefix;
 
 /* Same order as enum config_key. */
 static const struct key_def keys[CK_COUNT] = {
@@ -105,6 +105,21 @@ static const struct key_def keys[CK_COUNT] = {
 	{ "metrics", "listen", set_metrics_listen, FIELD(metrics_listen), 0, 0 },
 	{ "metrics", "max_connections", set_uint, FIELD(metrics_max_connections), 1, 1024 },
 	{ "metrics", "bearer_token_file", set_path, FIELD(metrics_token_file), 0, 0 },
+	{ "cluster", "store", set_cluster_store, FIELD(cluster_store_text), 0, 0 },
+	{ "cluster", "user", set_string, FIELD(cluster_user), 0, 0 },
+	{ "cluster", "password_file", set_path, FIELD(cluster_password_file), 0, 0 },
+	{ "cluster", "timeout", set_duration, FIELD(cluster_timeout_ms), 10, 10000 },
+	{ "cluster", "connect_timeout", set_duration, FIELD(cluster_connect_timeout_ms), 10,
+	  60000 },
+	{ "cluster", "retry_interval", set_duration, FIELD(cluster_retry_ms), 100, 3600000 },
+	{ "cluster", "prefix", set_cluster_prefix, FIELD(cluster_prefix), 0, 0 },
+	{ "cluster", "assignment_ttl", set_uint, FIELD(cluster_assignment_ttl), 0, 30 * 86400 },
+	{ "cluster", "shared_penalty", set_yes_no, FIELD(cluster_shared_penalty), 0, 0 },
+	{ "cluster", "max_pending", set_uint, FIELD(cluster_max_pending), 1, 1000000 },
+	{ "cluster", "tls_ca_file", set_path, FIELD(cluster_tls_ca_file), 0, 0 },
+	{ "cluster", "tls_cert_file", set_path, FIELD(cluster_tls_cert_file), 0, 0 },
+	{ "cluster", "tls_key_file", set_path, FIELD(cluster_tls_key_file), 0, 0 },
+	{ "cluster", "tls_server_name", set_string, FIELD(cluster_tls_server_name), 0, 0 },
 };
 
 /* CK_CRED_IMAP_MODE + proto is that protocol's key */
@@ -117,8 +132,13 @@ _Static_assert(CK_BACKEND_POP3 == CK_BACKEND_IMAP + DG_PROTO_POP3 &&
 
 static const char *const sections[] = {
 	"server", "log", "passdb", "backend", "credentials", "ticket", "cache", "relay", "external",
-	"penalty", "health", "route", "metrics", NULL
+	"penalty", "health", "route", "metrics", "cluster", NULL
 };
+
+const char *config_key_name(enum config_key key)
+{
+	return keys[key].name;
+}
 
 const char *cred_mode_name(enum cred_mode mode)
 {
@@ -525,6 +545,40 @@ static int set_duration(struct dg_config *cfg, const struct key_def *def,
 	}
 	*FIELD_PTR(cfg, def, unsigned) = v * scale;
 	return 0;
+}
+
+/* redis://IP[:PORT][/DB], rediss://... or unix:/PATH[?db=N] (cluster_store.h).
+   The host must be an IP literal: dovegate-auth never resolves names on its
+   event loop, and a store that moves is a config change anyway. */
+static int set_cluster_store(struct dg_config *cfg, const struct key_def *def,
+			     const char *value, char *why, size_t whylen)
+{
+	struct cluster_addr addr;
+	unsigned char buf[sizeof(struct in6_addr)];
+	char text[320];
+
+	if (cluster_addr_parse(value, &addr, why, whylen) < 0)
+		return -1;
+	if (addr.transport != CLUSTER_UNIX && inet_pton(AF_INET, addr.host, buf) != 1 &&
+	    inet_pton(AF_INET6, addr.host, buf) != 1) {
+		snprintf(why, whylen, "the store's host must be an IP address, not \"%.100s\" "
+			 "(no name lookups on the event loop)", addr.host);
+		return -1;
+	}
+	cluster_addr_text(&addr, text, sizeof(text));
+	cfg->cluster_addr = addr;
+	return replace_string(FIELD_PTR(cfg, def, char *), text, why, whylen);
+}
+
+static int set_cluster_prefix(struct dg_config *cfg, const struct key_def *def,
+			      const char *value, char *why, size_t whylen)
+{
+	if (!cluster_prefix_ok(value)) {
+		snprintf(why, whylen, "must be 1-%d letters, digits, ':', '.', '_' or '-'",
+			 CLUSTER_PREFIX_MAX);
+		return -1;
+	}
+	return replace_string(FIELD_PTR(cfg, def, char *), value, why, whylen);
 }
 
 static int set_cred_mode(struct dg_config *cfg, const struct key_def *def,
@@ -1133,6 +1187,12 @@ static int set_defaults(struct dg_config *cfg, const char *path)
 	cfg->health_greeting_timeout_ms = 30000;
 	cfg->health_panic = true;
 	cfg->metrics_max_connections = 16;
+	cfg->cluster_timeout_ms = 100;
+	cfg->cluster_connect_timeout_ms = 1000;
+	cfg->cluster_retry_ms = 1000;
+	cfg->cluster_assignment_ttl = 900;
+	cfg->cluster_shared_penalty = true;
+	cfg->cluster_max_pending = 1024;
 	penalty_config_defaults(&cfg->penalty);
 	cfg->path = strdup(path);
 	cfg->dir = absolute_dir(path);
@@ -1140,11 +1200,13 @@ static int set_defaults(struct dg_config *cfg, const char *path)
 	cfg->passdb_driver = strdup("passwd-file");
 	cfg->default_scheme = strdup("CRYPT");
 	cfg->master_separator = strdup("*");
+	cfg->cluster_prefix = strdup(CLUSTER_PREFIX_DEFAULT);
 	cfg->listen_text = strdup("127.0.0.1:9143");
 	if (cfg->listen_text != NULL)
 		parse_listen_tcp(&cfg->listen, cfg->listen_text);
 	return cfg->path && cfg->dir && cfg->secret_header && cfg->passdb_driver &&
-	       cfg->default_scheme && cfg->master_separator && cfg->listen_text ? 0 : -1;
+	       cfg->default_scheme && cfg->master_separator && cfg->listen_text &&
+	       cfg->cluster_prefix ? 0 : -1;
 }
 
 void config_key_error(const struct dg_config *cfg, enum config_key key,
@@ -1221,6 +1283,46 @@ static void default_no_penalty(struct dg_config *cfg)
 			cfg->passdbs[i].no_penalty = cfg->penalty_enabled;
 }
 
+/* [cluster] keys need store =; TLS keys need a rediss:// store; a client
+   certificate needs its key. */
+static int check_cluster(const struct dg_config *cfg, char *err, size_t errlen)
+{
+	static const enum config_key tls_keys[] = {
+		CK_CLUSTER_TLS_CA_FILE, CK_CLUSTER_TLS_CERT_FILE, CK_CLUSTER_TLS_KEY_FILE,
+		CK_CLUSTER_TLS_SERVER_NAME
+	};
+
+	if (cfg->cluster_store_text == NULL) {
+		for (int k = CK_CLUSTER_USER; k <= CK_CLUSTER_TLS_SERVER_NAME; k++)
+			if (cfg->line[k] != 0) {
+				config_key_error(cfg, (enum config_key)k, err, errlen,
+						 "[cluster] %s needs [cluster] store = "
+						 "(the store's URL)", keys[k].name);
+				return -1;
+			}
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(tls_keys) / sizeof(tls_keys[0]); i++)
+		if (cfg->line[tls_keys[i]] != 0 && cfg->cluster_addr.transport != CLUSTER_TLS) {
+			config_key_error(cfg, tls_keys[i], err, errlen,
+					 "%s applies to a rediss:// store only",
+					 keys[tls_keys[i]].name);
+			return -1;
+		}
+	if ((cfg->cluster_tls_cert_file == NULL) != (cfg->cluster_tls_key_file == NULL)) {
+		config_key_error(cfg, cfg->cluster_tls_cert_file != NULL ? CK_CLUSTER_TLS_CERT_FILE :
+				 CK_CLUSTER_TLS_KEY_FILE, err, errlen,
+				 "tls_cert_file and tls_key_file go together");
+		return -1;
+	}
+	if (cfg->cluster_user != NULL && cfg->cluster_password_file == NULL) {
+		config_key_error(cfg, CK_CLUSTER_USER, err, errlen,
+				 "[cluster] user needs password_file (AUTH user password)");
+		return -1;
+	}
+	return 0;
+}
+
 static int check_complete(struct dg_config *cfg, char *err, size_t errlen)
 {
 	resolve_cred_modes(cfg);
@@ -1246,6 +1348,8 @@ static int check_complete(struct dg_config *cfg, char *err, size_t errlen)
 			 "or add [backend NAME] sections", cfg->path);
 		return -1;
 	}
+	if (check_cluster(cfg, err, errlen) < 0)
+		return -1;
 	if (strpbrk(cfg->master_separator, " ") != NULL) {
 		config_key_error(cfg, CK_MASTER_SEPARATOR, err, errlen,
 				 "master_separator must not contain spaces");
@@ -1332,5 +1436,13 @@ void config_free(struct dg_config *cfg)
 	free(cfg->route_key);
 	free(cfg->metrics_listen_text);
 	free(cfg->metrics_token_file);
+	free(cfg->cluster_store_text);
+	free(cfg->cluster_user);
+	free(cfg->cluster_password_file);
+	free(cfg->cluster_prefix);
+	free(cfg->cluster_tls_ca_file);
+	free(cfg->cluster_tls_cert_file);
+	free(cfg->cluster_tls_key_file);
+	free(cfg->cluster_tls_server_name);
 	memset(cfg, 0, sizeof(*cfg));
 }

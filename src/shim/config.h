@@ -9,6 +9,7 @@
 
 #include "authhttp.h"
 #include "backend.h"
+#include "cluster_store.h"
 #include "log.h"
 #include "penalty.h"
 
@@ -48,6 +49,11 @@ enum config_key {
 	CK_HEALTH_FALL, CK_HEALTH_PROXY_PROTOCOL, CK_HEALTH_GREETING_TIMEOUT, CK_HEALTH_PANIC,
 	CK_ROUTE_KEY, CK_ROUTE_ALLOW_OUTSIDE,
 	CK_METRICS_LISTEN, CK_METRICS_MAX_CONNECTIONS, CK_METRICS_TOKEN_FILE,
+	CK_CLUSTER_STORE, CK_CLUSTER_USER, CK_CLUSTER_PASSWORD_FILE, CK_CLUSTER_TIMEOUT,
+	CK_CLUSTER_CONNECT_TIMEOUT, CK_CLUSTER_RETRY_INTERVAL, CK_CLUSTER_PREFIX,
+	CK_CLUSTER_ASSIGNMENT_TTL, CK_CLUSTER_SHARED_PENALTY, CK_CLUSTER_MAX_PENDING,
+	CK_CLUSTER_TLS_CA_FILE, CK_CLUSTER_TLS_CERT_FILE, CK_CLUSTER_TLS_KEY_FILE,
+	CK_CLUSTER_TLS_SERVER_NAME,
 	CK_COUNT
 };
 
@@ -164,6 +170,18 @@ struct dg_config {
 	struct dg_listen metrics_listen;
 	unsigned metrics_max_connections;       /* open at once; more: 503 */
 	char *metrics_token_file;       /* absolute; NULL: no bearer token */
+	/* [cluster]: several edges share one store (cluster.h); store NULL: off */
+	char *cluster_store_text;       /* the URL as normalised */
+	struct cluster_addr cluster_addr;       /* host: an IP literal or a socket path */
+	char *cluster_user;             /* ACL user; NULL: AUTH with the password alone */
+	char *cluster_password_file;    /* absolute; NULL: no AUTH */
+	unsigned cluster_timeout_ms, cluster_connect_timeout_ms, cluster_retry_ms;
+	char *cluster_prefix;
+	unsigned cluster_assignment_ttl;        /* s; 0: no assignments */
+	bool cluster_shared_penalty;
+	unsigned cluster_max_pending;   /* commands in flight */
+	char *cluster_tls_ca_file, *cluster_tls_cert_file, *cluster_tls_key_file; /* absolute */
+	char *cluster_tls_server_name;
 };
 
 /* Parse and check `path`; on error fills err and returns -1 (cfg is then
@@ -176,6 +194,8 @@ void config_key_error(const struct dg_config *cfg, enum config_key key,
 		      char *err, size_t errlen, const char *fmt, ...)
 	__attribute__((format(printf, 5, 6)));
 
+/* A key's name in its section, e.g. "bearer_token_file". */
+const char *config_key_name(enum config_key key);
 const char *cred_mode_name(enum cred_mode mode);
 /* True if some protocol uses `mode`. */
 bool config_uses_cred_mode(const struct dg_config *cfg, enum cred_mode mode);

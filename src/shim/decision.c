@@ -13,6 +13,8 @@
 
 #include "cache.h"
 #include "client_addr.h"
+#include "cluster.h"
+#include "director.h"
 #include "external.h"
 #include "metrics.h"
 #include "penalty.h"
@@ -79,6 +81,15 @@ struct decision {
 	unsigned penalty_score;
 	unsigned penalty_delay;         /* 0 with penalty_close */
 	bool penalty_close;
+	bool penalty_counted;           /* the failure raised the scores */
+
+	/* cluster mode (cluster.h): what the store said before the policy step */
+	const char *cluster_state;      /* shared | local; NULL: no [cluster] */
+	struct cluster_facts facts;
+	char net[64];                   /* the client's network, as the store names it */
+	const char *assigned;           /* facts.assigned for the director; NULL: not asked */
+	struct director_choice director;
+	char previous[ROUTE_IDENTITY_MAX];      /* the assignment a REPLACE replaces */
 };
 
 static enum dg_proto reply_proto(const struct decision *d)
@@ -166,6 +177,8 @@ static void log_decision(struct decision *d)
 	else
 		kv_add(&kv, "attempt", NULL);
 	kv_add(&kv, "cache", d->cache_state);
+	kv_add(&kv, "cluster", d->cluster_state);
+	kv_add(&kv, "assignment", ok ? d->director.how : NULL);
 	if (d->penalty_logged) {
 		kv_addf(&kv, "penalty", "%u", d->penalty_score);
 		if (d->penalty_close)
@@ -186,6 +199,9 @@ static void log_decision(struct decision *d)
 			 r->method_name != NULL ? (int)r->method : -1, d->result, d->reason,
 			 d->cache_state, !d->penalty_logged ? -1 :
 			 d->penalty_close ? 0 : (int)d->penalty_delay, ms / 1000.0);
+	if (d->cluster_state != NULL)
+		metrics_cluster_login(strcmp(d->cluster_state, "shared") == 0,
+				      ok ? d->director.how : NULL);
 	dglog(d->log, ok || strcmp(d->result, "fail") == 0 ? LOG_INFO : LOG_WARNING,
 	      "%s", kv_str(&kv));
 }
@@ -256,6 +272,12 @@ static void set_wait(struct authhttp_response *resp, bool close, unsigned delay)
 	}
 }
 
+/* The store's scores for the login; NULL when it did not answer. */
+static const struct penalty_shared *shared_facts(const struct decision *d)
+{
+	return d->facts.answered ? &d->facts.penalty : NULL;
+}
+
 /* The real client (d->client.rip: Client-IP, or a trusted balancer's PROXY
    address) pays for a failure and is cleared by a success. */
 static void apply_penalty(struct decision *d)
@@ -276,14 +298,39 @@ static void apply_penalty(struct decision *d)
 	}
 	if (!counts_as_failure(d))
 		return;
-	penalty_fail(p, &ip, r->user, r->pass, r->pass != NULL ? r->pass_len : 0,
-		     r->attempt > UINT32_MAX ? UINT32_MAX : (unsigned)r->attempt,
-		     monotonic_seconds(), &pd);
+	penalty_fail_shared(p, &ip, r->user, r->pass, r->pass != NULL ? r->pass_len : 0,
+			    r->attempt > UINT32_MAX ? UINT32_MAX : (unsigned)r->attempt,
+			    monotonic_seconds(), shared_facts(d), &pd);
+	d->penalty_counted = pd.why != NULL && strcmp(pd.why, "counted") == 0;
 	set_wait(&d->resp, pd.close, pd.delay);
 	d->penalty_logged = true;
 	d->penalty_score = pd.score;
 	d->penalty_delay = pd.close ? 0 : pd.delay > 0 ? pd.delay : 1;
 	d->penalty_close = pd.close;
+}
+
+/* What the cluster learns from the login (one EVAL, not waited for). */
+static void tell_cluster(struct decision *d)
+{
+	const struct authhttp_request *r = &d->req;
+	struct cluster_outcome o = {
+		.net = d->net[0] != '\0' ? d->net : NULL,
+		.user = r->user, .user_len = r->user != NULL ? r->user_len : 0,
+	};
+
+	if (d->cluster_state == NULL || d->result == NULL)
+		return;
+	if (strcmp(d->result, "ok") == 0) {
+		o.event = CLUSTER_EVENT_SUCCESS;
+		o.backend = routing_host_id(&d->target);
+		o.assign = d->director.assign;
+		o.previous = d->previous;
+	} else if (counts_as_failure(d) && d->penalty_counted) {
+		o.event = CLUSTER_EVENT_FAILED;
+	} else if (d->reason != NULL && strcmp(d->reason, "throttled") == 0) {
+		o.event = CLUSTER_EVENT_REFUSED;
+	}
+	cluster_record(d->rt->cluster, &o);
 }
 
 static void finish(struct decision *d)
@@ -293,6 +340,7 @@ static void finish(struct decision *d)
 	check_response(d);
 	/* after the check: an answer it turned into an error is no success */
 	apply_penalty(d);
+	tell_cluster(d);
 	throttle_done(&d->throttle);
 	log_decision(d);
 	d->reply(d->reply_ctx, &d->resp);
@@ -461,7 +509,10 @@ static void respond_verified(struct decision *d)
 	char detail[64];
 
 	if (d->route_host == NULL || d->route_host[0] == '\0') {   /* "host=": none */
-		if (routing_pick(d->rt->routing, r->proto, user, strlen(user), &d->target)) {
+		if (director_pick(d->rt->routing, r->proto, user, strlen(user), d->assigned,
+				  &d->target, &d->director)) {
+			if (d->director.assign == CLUSTER_ASSIGN_REPLACE)
+				snprintf(d->previous, sizeof(d->previous), "%s", d->assigned);
 			respond_to_target(d);
 			return;
 		}
@@ -992,13 +1043,13 @@ static void verify_login(void *arg)
 }
 
 /* The policy step (throttle.h): verify now, after a hold, or not at all. */
-static void admit_login(struct decision *d)
+static void admit(struct decision *d)
 {
 	struct throttle *t = &d->throttle;
 	char detail[96];
 
 	switch (throttle_admit(t, d->rt->penalty, d->base, d->client.rip, d->req.user,
-			       verify_login, d)) {
+			       shared_facts(d), verify_login, d)) {
 	case PENALTY_GO:
 		verify_login(d);
 		return;
@@ -1021,6 +1072,40 @@ static void admit_login(struct decision *d)
 	d->penalty_score = t->adm.score;
 	d->penalty_delay = t->adm.hold > 0 ? t->adm.hold : 1;
 	finish(d);
+}
+
+/* The store answered (or failed, or timed out): on to the policy step. */
+static void cluster_answered(void *ctx)
+{
+	struct decision *d = ctx;
+
+	if (d->facts.answered) {
+		d->cluster_state = "shared";
+		if (cluster_assigns(d->rt->cluster))
+			d->assigned = d->facts.assigned;
+	}
+	admit(d);
+}
+
+/* Facts from the cluster store first, when there is one: the network's
+   and user's scores and the user's backend (cluster.h). */
+static void admit_login(struct decision *d)
+{
+	struct cluster *c = d->rt->cluster;
+	struct penalty_addr ip;
+
+	if (!cluster_on(c)) {
+		admit(d);
+		return;
+	}
+	d->cluster_state = "local";     /* until the store answers */
+	if (d->rt->penalty != NULL && d->client.rip[0] != '\0' &&
+	    penalty_addr_parse(d->client.rip, &ip) == 0 && !penalty_trusted(d->rt->penalty, &ip))
+		penalty_network_text(d->rt->penalty, &ip, d->net, sizeof(d->net));
+	if (!cluster_lookup(c, d->net[0] != '\0' ? d->net : NULL, d->req.user,
+			    d->req.user != NULL ? d->req.user_len : 0, &d->facts,
+			    cluster_answered, d))
+		admit(d);
 }
 
 void decision_run(const struct decision_env *env, const struct authhttp_pair *pairs,

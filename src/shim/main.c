@@ -17,6 +17,7 @@
 #include "config.h"
 #include "log.h"
 #include "metrics.h"
+#include "cluster.h"
 #include "metrics_http.h"
 #include "notify.h"
 #include "routing.h"
@@ -43,6 +44,8 @@ struct app {
 	struct penalty *penalty;
 	/* backend pools and their health: survive SIGHUP the same way */
 	struct routing *routing;
+	/* the cluster store ([cluster]): one connection for the process */
+	struct cluster *cluster;
 	struct metrics_http *metrics;   /* NULL: no [metrics] listen */
 	struct event *sig_term, *sig_int, *sig_hup, *drain_timer;
 	struct event *watchdog;         /* NULL: systemd asked for none */
@@ -207,6 +210,11 @@ static void on_reload(evutil_socket_t sig, short what, void *arg)
 		reload_done(false);
 		return;
 	}
+	if (runtime_attach_cluster(rt, app->cluster, err, sizeof(err)) < 0) {
+		/* e.g. a TLS file that does not load: the old store connection stays */
+		dglog(&app->log, LOG_ERR, "%s; keeping the previous [cluster] settings", err);
+		rt->cluster = server_runtime(app->server)->cluster;
+	}
 	warn_restart_only(app, &server_runtime(app->server)->cfg, &rt->cfg);
 	server_set_runtime(app->server, rt);
 	if (app->metrics != NULL) {
@@ -269,6 +277,16 @@ static void collect_metrics(void *ctx, struct metrics_gauges *g)
 		g->penalty_active = penalty_active(rt->penalty, now.tv_sec);
 		g->penalty_entries = penalty_entries(rt->penalty);
 	}
+	if (cluster_on(app->cluster)) {
+		struct store_stats st;
+
+		cluster_store_stats(app->cluster, &st);
+		g->cluster_on = true;
+		g->cluster_up = st.up;
+		g->cluster_commands = st.commands;
+		g->cluster_errors = st.errors;
+		g->cluster_downs = st.downs;
+	}
 	for (size_t i = 0; i < routing_backend_count(app->routing); i++) {
 		struct routing_backend_info b;
 
@@ -322,7 +340,9 @@ static int start(struct app *app, struct runtime *rt, char *err, size_t errlen)
 
 static void stop(struct app *app)
 {
-	/* workers first: their last completions still reply through the server */
+	/* the store first: lookups in flight go on without it (to the workers) */
+	cluster_shutdown(app->cluster);
+	/* workers next: their last completions still reply through the server */
 	workers_free(app->workers);
 	/* cancelled lookups still reply through the server */
 	routing_shutdown(app->routing);
@@ -363,20 +383,23 @@ static int run(struct app *app)
 	dglog_set_target(&app->log, rt->cfg.log_target);
 	app->penalty = penalty_new();
 	app->routing = routing_new(app->base, &app->log);
-	if (app->penalty == NULL || app->routing == NULL ||
+	app->cluster = cluster_new(app->base, &app->log);
+	if (app->penalty == NULL || app->routing == NULL || app->cluster == NULL ||
 	    runtime_attach_penalty(rt, app->penalty, err, sizeof(err)) < 0 ||
 	    runtime_attach_routing(rt, app->routing, err, sizeof(err)) < 0) {
-		dglog(&app->log, LOG_ERR, "%s", app->penalty == NULL || app->routing == NULL ?
-		      "out of memory for the penalty table or backends" : err);
+		dglog(&app->log, LOG_ERR, "%s", app->penalty == NULL || app->routing == NULL ||
+		      app->cluster == NULL ? "out of memory for the penalty table or backends" : err);
 		runtime_unref(rt);
 		stop(app);
 		penalty_free(app->penalty);
 		routing_free(app->routing);
+		cluster_free(app->cluster);
 		return 1;
 	}
 	/* Dovecot is connected after dropping privileges, like every reconnect */
 	if (start(app, rt, err, sizeof(err)) < 0 ||
-	    passdb_attach(rt->passdb, app->base, &app->log, NULL, err, sizeof(err)) < 0) {
+	    passdb_attach(rt->passdb, app->base, &app->log, NULL, err, sizeof(err)) < 0 ||
+	    runtime_attach_cluster(rt, app->cluster, err, sizeof(err)) < 0) {
 		dglog(&app->log, LOG_ERR, "%s", err);
 	} else {
 		dglog(&app->log, LOG_INFO, "dovegate-auth " DG_VERSION " listening on %s, "
@@ -397,6 +420,7 @@ static int run(struct app *app)
 	/* after stop(): no decision is left to use them */
 	penalty_free(app->penalty);
 	routing_free(app->routing);
+	cluster_free(app->cluster);
 	return rc;
 }
 

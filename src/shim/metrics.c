@@ -46,7 +46,11 @@ static struct {
 	uint64_t passdb_errors;
 	uint64_t reloads_ok, reloads_failed;
 	uint64_t scrapes_refused[METRICS_REFUSED_COUNT];
+	uint64_t cluster_fallbacks;
+	uint64_t cluster_assignments[3];        /* honoured created replaced */
 } m;
+
+static const char *const assignment_names[3] = { "honoured", "created", "replaced" };
 
 void metrics_reset(void)
 {
@@ -138,6 +142,15 @@ void metrics_reload(bool ok)
 		m.reloads_ok++;
 	else
 		m.reloads_failed++;
+}
+
+void metrics_cluster_login(bool shared, const char *assignment)
+{
+	if (!shared)
+		m.cluster_fallbacks++;
+	for (size_t i = 0; assignment != NULL && i < 3; i++)
+		if (strcmp(assignment, assignment_names[i]) == 0)
+			m.cluster_assignments[i]++;
 }
 
 void metrics_scrape_refused(enum metrics_refusal why)
@@ -372,6 +385,31 @@ static void render_pools(struct writer *w, const struct metrics_gauges *g)
 	}
 }
 
+static void render_cluster(struct writer *w, const struct metrics_gauges *g)
+{
+	if (!g->cluster_on)
+		return;
+	gauge(w, "dovegate_auth_cluster_store_up",
+	      "1 while the cluster store answers, 0 while logins use local state.",
+	      g->cluster_up ? 1 : 0);
+	counter(w, "dovegate_auth_cluster_commands_total",
+		"Commands sent to the cluster store.", g->cluster_commands);
+	counter(w, "dovegate_auth_cluster_errors_total",
+		"Cluster store faults: error replies, timeouts, lost connections.",
+		g->cluster_errors);
+	counter(w, "dovegate_auth_cluster_store_downs_total",
+		"Times the cluster store connection went from up to down.", g->cluster_downs);
+	counter(w, "dovegate_auth_cluster_fallbacks_total",
+		"Logins decided on this edge's own state (the store did not answer).",
+		m.cluster_fallbacks);
+	family(w, "dovegate_auth_cluster_assignments_total", "counter",
+	       "Logins routed by a user's backend assignment: honoured, created or "
+	       "replaced (the assigned backend was unusable).");
+	for (size_t i = 0; i < 3; i++)
+		put(w, "dovegate_auth_cluster_assignments_total{result=\"%s\"} %llu\n",
+		    assignment_names[i], (unsigned long long)m.cluster_assignments[i]);
+}
+
 static void render_gauges(struct writer *w, const struct metrics_gauges *g)
 {
 	/* which version answers, e.g. across hosts during a rolling upgrade */
@@ -392,6 +430,7 @@ static void render_gauges(struct writer *w, const struct metrics_gauges *g)
 	}
 	render_backends(w, g);
 	render_pools(w, g);
+	render_cluster(w, g);
 }
 
 int metrics_render(struct evbuffer *out, const struct metrics_gauges *g)

@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct evbuffer;
 
@@ -28,6 +29,10 @@ void metrics_decision(int proto, int method, const char *result, const char *rea
 /* A login held seconds before it was verified (throttle.h). */
 void metrics_penalty_hold(unsigned seconds);
 void metrics_reload(bool ok);
+/* A login in cluster mode: shared false when the store did not answer and
+   this edge decided alone; assignment: the director's "honoured",
+   "created", "replaced", or NULL. */
+void metrics_cluster_login(bool shared, const char *assignment);
 
 /* A metrics connection or scrape refused by the listener (metrics_http.h). */
 enum metrics_refusal {
@@ -66,6 +71,10 @@ struct metrics_gauges {
 	struct metrics_pool_state pools[METRICS_MAX_POOLS];
 	size_t pool_count;
 	size_t metrics_connections;     /* open on the metrics listener, this one included */
+	/* [cluster] (cluster.h); cluster_on false: no cluster series */
+	bool cluster_on;
+	bool cluster_up;                /* the store connection is up */
+	uint64_t cluster_commands, cluster_errors, cluster_downs;
 };
 
 /* Adds one backend's health (beyond METRICS_MAX_BACKENDS: ignored). */

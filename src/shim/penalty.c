@@ -547,6 +547,13 @@ void penalty_fail(struct penalty *p, const struct penalty_addr *ip, const char *
 		  const void *secret, size_t secret_len, unsigned attempt, int64_t now,
 		  struct penalty_decision *out)
 {
+	penalty_fail_shared(p, ip, user, secret, secret_len, attempt, now, NULL, out);
+}
+
+void penalty_fail_shared(struct penalty *p, const struct penalty_addr *ip, const char *user,
+			 const void *secret, size_t secret_len, unsigned attempt, int64_t now,
+			 const struct penalty_shared *shared, struct penalty_decision *out)
+{
 	unsigned char key[KEY_LEN], fp[FP_LEN];
 	const unsigned char *fpp = NULL;
 	struct entry *ipe = NULL, *ue = NULL;
@@ -586,6 +593,12 @@ void penalty_fail(struct penalty *p, const struct penalty_addr *ip, const char *
 		}
 	}
 	out->why = counted ? "counted" : "repeat";
+	if (counted && shared != NULL) {
+		unsigned top = shared->net_score > shared->user_score ? shared->net_score
+								     : shared->user_score;
+		if (top < UINT32_MAX && top + 1 > out->score)
+			out->score = top + 1;
+	}
 	decision_finish(p, attempt, out);
 }
 
@@ -684,8 +697,18 @@ static void refusal_seen(struct penalty *p, struct entry *ne, const char *user,
 void penalty_admit(struct penalty *p, const struct penalty_addr *ip, const char *user,
 		   int64_t now, struct penalty_admission *out)
 {
+	penalty_admit_shared(p, ip, user, now, NULL, out);
+}
+
+void penalty_admit_shared(struct penalty *p, const struct penalty_addr *ip, const char *user,
+			  int64_t now, const struct penalty_shared *shared,
+			  struct penalty_admission *out)
+{
+	static const struct penalty_shared none;
+	const struct penalty_shared *sh = shared != NULL ? shared : &none;
 	unsigned char key[KEY_LEN];
 	struct entry *ne;
+	unsigned net_score;
 	bool by_user = false;
 
 	memset(out, 0, sizeof(*out));
@@ -699,13 +722,18 @@ void penalty_admit(struct penalty *p, const struct penalty_addr *ip, const char 
 	ne = table_get(p, key);
 	if (ne == NULL)
 		return;                 /* ENOMEM: fail open, as penalty_fail does */
-	out->score = live_score(p, ne, now);
+	net_score = live_score(p, ne, now);
+	if (sh->net_score > net_score)
+		net_score = sh->net_score;
+	out->score = net_score;
 	/* A user known at this network (a recent success from it) is not slowed
 	   by failures elsewhere: guesses from many addresses cannot lock them out
 	   of their usual network. Everywhere else the user's score counts. */
-	if (user != NULL && !user_known_at(p, ip, user, now)) {
+	if (user != NULL && !sh->known && !user_known_at(p, ip, user, now)) {
 		user_key(p, user, key);
 		unsigned u = live_score(p, table_peek(p, key), now);
+		if (sh->user_score > u)
+			u = sh->user_score;
 		if (u > out->score) {
 			out->score = u;
 			by_user = true;
@@ -718,8 +746,7 @@ void penalty_admit(struct penalty *p, const struct penalty_addr *ip, const char 
 	   has given up on) for that long. nginx needs at least 1. */
 	/* Only a network with a score of its own is capped: a clean one (an
 	   office, a webmail host) may open as many logins at once as it likes. */
-	if (p->cfg.max_pending != 0 && ne->pending >= p->cfg.max_pending &&
-	    live_score(p, ne, now) > 0) {
+	if (p->cfg.max_pending != 0 && ne->pending >= p->cfg.max_pending && net_score > 0) {
 		out->verdict = PENALTY_BUSY;
 		out->why = "pending";
 		out->hold = 1;
@@ -729,7 +756,7 @@ void penalty_admit(struct penalty *p, const struct penalty_addr *ip, const char 
 	   by its own score: an office behind one address keeps working through
 	   a colleague's typos. */
 	if (p->cfg.refuse_at != 0 && out->score >= p->cfg.refuse_at &&
-	    (by_user || ne->exempt_until <= now)) {
+	    (by_user || (ne->exempt_until <= now && !sh->exempt))) {
 		out->verdict = PENALTY_REFUSE;
 		out->hold = 1;
 		refusal_seen(p, ne, user, by_user, now);
@@ -837,4 +864,25 @@ void penalty_free(struct penalty *p)
 	free(p->trusted);
 	sodium_memzero(p, sizeof(*p));
 	free(p);
+}
+
+void penalty_network_text(const struct penalty *p, const struct penalty_addr *ip, char *out,
+			  size_t len)
+{
+	unsigned char b[16];
+	char text[INET6_ADDRSTRLEN];
+	bool v4 = ip->family == AF_INET;
+	unsigned prefix = v4 ? p->cfg.v4_prefix : p->cfg.v6_prefix;
+
+	memset(b, 0, sizeof(b));
+	memcpy(b, ip->b, addr_len(ip->family));
+	mask_bytes(b, addr_len(ip->family), prefix);
+	if (inet_ntop(v4 ? AF_INET : AF_INET6, b, text, sizeof(text)) == NULL)
+		text[0] = '\0';
+	snprintf(out, len, "%s/%u", text, prefix);
+}
+
+const struct penalty_config *penalty_get_config(const struct penalty *p)
+{
+	return &p->cfg;
 }

@@ -79,6 +79,16 @@ struct penalty_admission {
 	bool taken;                     /* GO/HOLD: counted in flight; penalty_release() it */
 };
 
+/* What the cluster store knows about a login's network and user (several
+   dovegate-auth edges share it: cluster.h). Folded into this edge's own
+   state: the higher score counts, and known/exempt from either holds. */
+struct penalty_shared {
+	unsigned net_score;
+	unsigned user_score;
+	bool known;                     /* the user logged in from this network */
+	bool exempt;                    /* the network had a success lately */
+};
+
 struct penalty;
 
 void penalty_config_defaults(struct penalty_config *cfg);
@@ -105,6 +115,12 @@ int penalty_configure(struct penalty *p, const struct penalty_config *cfg,
 void penalty_fail(struct penalty *p, const struct penalty_addr *ip, const char *user,
 		  const void *secret, size_t secret_len, unsigned attempt, int64_t now,
 		  struct penalty_decision *out);
+/* penalty_fail, with the cluster's scores (NULL: none): a counted failure
+   scores at least one more than the store's score, so the Auth-Wait is the
+   cluster's. */
+void penalty_fail_shared(struct penalty *p, const struct penalty_addr *ip, const char *user,
+			 const void *secret, size_t secret_len, unsigned attempt, int64_t now,
+			 const struct penalty_shared *shared, struct penalty_decision *out);
 /* A successful login: clears the IP's score, exempts the IP from refusal
    for exempt_after_success seconds (its failures still count), and makes
    the user known at the IP's network for known_network_ttl seconds. The
@@ -119,6 +135,10 @@ void penalty_success(struct penalty *p, const struct penalty_addr *ip, const cha
    the login is decided. */
 void penalty_admit(struct penalty *p, const struct penalty_addr *ip, const char *user,
 		   int64_t now, struct penalty_admission *out);
+/* penalty_admit with the cluster's facts folded in (NULL: none). */
+void penalty_admit_shared(struct penalty *p, const struct penalty_addr *ip, const char *user,
+			  int64_t now, const struct penalty_shared *shared,
+			  struct penalty_admission *out);
 void penalty_release(struct penalty *p, const struct penalty_addr *ip);
 /* Current max(IP, user) score without changing anything (LRU order included). */
 unsigned penalty_peek(const struct penalty *p, const struct penalty_addr *ip,
@@ -126,6 +146,12 @@ unsigned penalty_peek(const struct penalty *p, const struct penalty_addr *ip,
 /* True when attempt already exceeds the cap (a request that should not come). */
 bool penalty_attempt_over(const struct penalty *p, unsigned attempt);
 bool penalty_trusted(const struct penalty *p, const struct penalty_addr *ip);
+/* The network ip counts under (the configured prefix), as "192.0.2.7/32" or
+   "2001:db8::/64": the cluster store's name for it. */
+void penalty_network_text(const struct penalty *p, const struct penalty_addr *ip, char *out,
+			  size_t len);
+/* The configuration in force (for the cluster store's expiry times). */
+const struct penalty_config *penalty_get_config(const struct penalty *p);
 
 /* For metrics: keys held, and keys with a live score. O(1) amortised:
    penalty_active() forgets the scores that expired since its last call

@@ -132,7 +132,7 @@ static double hrw_score(const struct route_pool *pool, uint64_t user_hash,
 
 static bool eligible(const struct route_backend *b, enum route_how how)
 {
-	if (b->weight == 0)
+	if (b->weight == 0 || b->drained)
 		return false;
 	switch (how) {
 	case ROUTE_HOW_UP:
@@ -202,7 +202,7 @@ bool route_pool_panics(const struct route_pool *pool)
 
 	for (size_t i = 0; i < pool->count; i++) {
 		const struct route_backend *b = &pool->v[i];
-		if (b->weight == 0)
+		if (b->weight == 0 || b->drained)
 			continue;
 		if (!b->down || b->unchecked)
 			return false;

@@ -39,6 +39,8 @@ struct route_backend {
 	   chosen when no probed backend of the pool is up, so the first logins
 	   after a (re)start are not refused for want of a probe result. */
 	bool unchecked;
+	/* drained cluster-wide (`dovegate cluster drain`): like weight 0 */
+	bool drained;
 };
 
 /* Owns its array. Protocol-free: a table holds one per protocol. */

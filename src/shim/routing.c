@@ -43,7 +43,15 @@ struct routing {
 	bool panic_allowed;             /* [health] panic */
 	bool outside_allowed;           /* [route] allow_hosts_outside_pools */
 	struct panic_state panic[DG_PROTO_COUNT];
+	/* host ids drained cluster-wide (routing_set_drained), kept across
+	   routing_configure() */
+	char **drained;
+	size_t drained_count;
 };
+
+static void choice_from(const struct routing *r, enum dg_proto proto, size_t pool_index,
+			struct routing_choice *out);
+static void drained_free(struct routing *r);
 
 struct routing *routing_new(struct event_base *base, struct dglog *log)
 {
@@ -86,6 +94,7 @@ void routing_free(struct routing *r)
 		return;
 	routing_shutdown(r);
 	generation_free(&r->gen);
+	drained_free(r);
 	free(r);
 }
 
@@ -223,6 +232,87 @@ static int add_backend(struct routing *r, struct generation *g, const struct dg_
 	return 0;
 }
 
+static const char *backend_host_id(const struct route_backend *b)
+{
+	return b->identity[0] != '\0' ? b->identity : b->addr.ip;
+}
+
+static bool is_drained(const struct routing *r, const char *id)
+{
+	for (size_t i = 0; i < r->drained_count; i++)
+		if (strcmp(r->drained[i], id) == 0)
+			return true;
+	return false;
+}
+
+static void apply_drained(struct routing *r)
+{
+	for (int p = 0; p < DG_PROTO_COUNT; p++) {
+		struct route_pool *pool = &r->gen.table.pools[p];
+
+		for (size_t i = 0; i < pool->count; i++)
+			pool->v[i].drained = is_drained(r, backend_host_id(&pool->v[i]));
+	}
+}
+
+static void drained_free(struct routing *r)
+{
+	for (size_t i = 0; i < r->drained_count; i++)
+		free(r->drained[i]);
+	free(r->drained);
+	r->drained = NULL;
+	r->drained_count = 0;
+}
+
+int routing_set_drained(struct routing *r, const char *const *ids, size_t count)
+{
+	char **copy = calloc(count + 1, sizeof(*copy));
+
+	if (copy == NULL)
+		return -1;
+	for (size_t i = 0; i < count; i++) {
+		if ((copy[i] = strdup(ids[i])) == NULL) {
+			while (i-- > 0)
+				free(copy[i]);
+			free(copy);
+			return -1;
+		}
+	}
+	drained_free(r);
+	r->drained = copy;
+	r->drained_count = count;
+	apply_drained(r);
+	for (int p = 0; p < DG_PROTO_COUNT; p++)
+		update_panic(r, (enum dg_proto)p);
+	return 0;
+}
+
+const char *routing_host_id(const struct routing_choice *c)
+{
+	return c->audience[0] != '\0' ? c->audience : c->addr.ip;
+}
+
+int routing_find_host(const struct routing *r, enum dg_proto proto, const char *id,
+		      struct routing_choice *out)
+{
+	const struct route_pool *pool;
+
+	memset(out, 0, sizeof(*out));
+	if (!routing_serves(r, proto))
+		return ROUTING_HOST_ABSENT;
+	pool = &r->gen.table.pools[proto];
+	for (size_t i = 0; i < pool->count; i++) {
+		const struct route_backend *b = &pool->v[i];
+
+		if (strcmp(backend_host_id(b), id) != 0)
+			continue;
+		choice_from(r, proto, i, out);
+		return b->weight > 0 && !b->drained && (!b->down || b->unchecked) ?
+		       ROUTING_HOST_USABLE : ROUTING_HOST_UNUSABLE;
+	}
+	return ROUTING_HOST_ABSENT;
+}
+
 int routing_configure(struct routing *r, const struct dg_config *cfg, char *err, size_t errlen)
 {
 	struct generation g;
@@ -252,6 +342,7 @@ int routing_configure(struct routing *r, const struct dg_config *cfg, char *err,
 	r->configured = true;
 	r->panic_allowed = cfg->health_panic;
 	r->outside_allowed = cfg->route_allow_outside;
+	apply_drained(r);
 	for (int p = 0; p < DG_PROTO_COUNT; p++)
 		update_panic(r, (enum dg_proto)p);
 	return 0;

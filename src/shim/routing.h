@@ -68,6 +68,25 @@ bool routing_pick(struct routing *r, enum dg_proto proto, const char *key,
 int routing_choice_for(const struct routing *r, enum dg_proto proto, const char *ip,
 		       unsigned port, struct routing_choice *out);
 
+/* ---- cluster mode ------------------------------------------------------------ */
+
+/* A backend's host id: its audience, else its IP. The imap, pop3 and smtp
+   backends of one Dovecot host share it; the cluster store's assignments
+   and drained set name backends by it. */
+const char *routing_host_id(const struct routing_choice *c);
+/* The backend of proto's pool with host id id, into out. USABLE: up (or
+   not checked yet), weight > 0 and not drained; UNUSABLE: in the pool but
+   not those; ABSENT: no such backend in the pool. */
+#define ROUTING_HOST_USABLE 1
+#define ROUTING_HOST_UNUSABLE 0
+#define ROUTING_HOST_ABSENT (-1)
+int routing_find_host(const struct routing *r, enum dg_proto proto, const char *id,
+		      struct routing_choice *out);
+/* The host ids drained cluster-wide: never picked by hashing, their
+   assignments not honoured. Replaces the previous set; kept across
+   routing_configure(). -1 on ENOMEM (the previous set stays). */
+int routing_set_drained(struct routing *r, const char *const *ids, size_t count);
+
 /* Resolves a passdb host= name to an IP literal (dns.h). Without a
    resolver, done gets an error at once. */
 void routing_resolve(struct routing *r, const char *host, dns_done_fn *done, void *ctx);

@@ -25,23 +25,24 @@ static int load_secret(struct runtime *rt, struct dglog *log, char *err, size_t 
 	return 0;
 }
 
-/* Read with the config, so -t checks it and SIGHUP rotates it. */
-static int load_metrics_token(struct runtime *rt, struct dglog *log, char *err, size_t errlen)
+/* An optional secret file named by key (path NULL: none), read with the
+   config so that -t checks it and SIGHUP rotates it. */
+static int load_optional_secret(const struct runtime *rt, const char *path,
+				enum config_key key, struct secret *out, struct dglog *log,
+				char *err, size_t errlen)
 {
 	char why[512];
 	bool insecure = false;
 
-	if (rt->cfg.metrics_token_file == NULL)
+	if (path == NULL)
 		return 0;
-	if (secret_read(rt->cfg.metrics_token_file, false, &rt->metrics_token, &insecure,
-			why, sizeof(why)) < 0) {
-		config_key_error(&rt->cfg, CK_METRICS_TOKEN_FILE, err, errlen,
-				 "bearer_token_file %s", why);
+	if (secret_read(path, false, out, &insecure, why, sizeof(why)) < 0) {
+		config_key_error(&rt->cfg, key, err, errlen, "%s %s", config_key_name(key), why);
 		return -1;
 	}
 	if (insecure)
 		dglog(log, LOG_WARNING, "%s: readable by group or others; "
-		      "chmod 600 it (or 640 with a trusted group)", rt->cfg.metrics_token_file);
+		      "chmod 600 it (or 640 with a trusted group)", path);
 	return 0;
 }
 
@@ -146,6 +147,7 @@ static void runtime_free(struct runtime *rt)
 	credentials_clear(&rt->cred);
 	secret_clear(&rt->http_secret);
 	secret_clear(&rt->metrics_token);
+	secret_clear(&rt->cluster_password);
 	config_free(&rt->cfg);
 	free(rt);
 }
@@ -175,7 +177,10 @@ struct runtime *runtime_load(const char *config_path, bool strict,
 	}
 	allow_service_user(&rt->cfg);
 	if (load_secret(rt, log, err, errlen) < 0 ||
-	    load_metrics_token(rt, log, err, errlen) < 0 ||
+	    load_optional_secret(rt, rt->cfg.metrics_token_file, CK_METRICS_TOKEN_FILE,
+				 &rt->metrics_token, log, err, errlen) < 0 ||
+	    load_optional_secret(rt, rt->cfg.cluster_password_file, CK_CLUSTER_PASSWORD_FILE,
+				 &rt->cluster_password, log, err, errlen) < 0 ||
 	    credentials_init(&rt->cred, &rt->cfg, err, errlen) < 0 ||
 	    load_passdb(rt, strict, log, err, errlen) < 0 ||
 	    make_dummy_hash(rt, err, errlen) < 0 || make_cache(rt, err, errlen) < 0 ||
@@ -207,6 +212,20 @@ int runtime_attach_routing(struct runtime *rt, struct routing *r, char *err, siz
 	if (routing_configure(r, &rt->cfg, err, errlen) < 0)
 		return -1;
 	rt->routing = r;
+	return 0;
+}
+
+int runtime_attach_cluster(struct runtime *rt, struct cluster *c, char *err, size_t errlen)
+{
+	char why[512];
+
+	rt->cluster = NULL;
+	if (cluster_configure(c, &rt->cfg, &rt->cluster_password, rt->routing, why,
+			      sizeof(why)) < 0) {
+		config_key_error(&rt->cfg, CK_CLUSTER_STORE, err, errlen, "[cluster] %s", why);
+		return -1;
+	}
+	rt->cluster = cluster_on(c) ? c : NULL;
 	return 0;
 }
 

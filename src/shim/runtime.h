@@ -11,6 +11,7 @@
 #include <stddef.h>
 
 #include "cache.h"
+#include "cluster.h"
 #include "config.h"
 #include "external.h"
 #include "credentials.h"
@@ -45,6 +46,12 @@ struct runtime {
 	   counted as up (own_routing, for `-t`, tools and tests). */
 	struct routing *routing;
 	struct routing *own_routing;
+	/* [cluster] password_file's password (data NULL: none), read with the
+	   config so that -t checks it and SIGHUP rotates it */
+	struct secret cluster_password;
+	/* The cluster store: process-wide (main.c), borrowed once attached;
+	   NULL: no [cluster] (or not attached). */
+	struct cluster *cluster;
 };
 
 /* strict: an unusable users file is an error (config test, reload).
@@ -59,6 +66,10 @@ int runtime_attach_penalty(struct runtime *rt, struct penalty *p, char *err, siz
    routing r (keeping every surviving backend's health) and lets rt's
    decisions use it. -1 with err. */
 int runtime_attach_routing(struct runtime *rt, struct routing *r, char *err, size_t errlen);
+/* Applies rt's [cluster] to the process-wide cluster c (after
+   runtime_attach_routing: the drained set goes to rt's routing) and lets
+   rt's decisions use it. -1 with err. */
+int runtime_attach_cluster(struct runtime *rt, struct cluster *c, char *err, size_t errlen);
 struct runtime *runtime_ref(struct runtime *rt);
 void runtime_unref(struct runtime *rt);
 

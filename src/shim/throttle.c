@@ -39,12 +39,13 @@ static int start_hold(struct throttle *t, struct event_base *base)
 
 enum penalty_verdict throttle_admit(struct throttle *t, struct penalty *p,
 				    struct event_base *base, const char *rip,
-				    const char *user, throttle_go_fn *go, void *arg)
+				    const char *user, const struct penalty_shared *shared,
+				    throttle_go_fn *go, void *arg)
 {
 	memset(t, 0, sizeof(*t));
 	if (p == NULL || rip == NULL || rip[0] == '\0' || penalty_addr_parse(rip, &t->ip) < 0)
 		return PENALTY_GO;
-	penalty_admit(p, &t->ip, user, monotonic_now(), &t->adm);
+	penalty_admit_shared(p, &t->ip, user, monotonic_now(), shared, &t->adm);
 	if (t->adm.taken)
 		t->penalty = p;
 	if (t->adm.verdict != PENALTY_HOLD)

@@ -31,10 +31,12 @@ typedef void throttle_go_fn(void *arg);
    after adm.hold seconds (t must stay in place until then) (without a base, or if the timer cannot be set,
    the login is not held: GO). REFUSE/BUSY: nothing runs; answer with a
    temporary error and Auth-Wait adm.hold. No penalty state or an address
-   that does not parse: GO. */
+   that does not parse: GO. shared: the cluster store's facts (NULL: this
+   edge's own state alone). */
 enum penalty_verdict throttle_admit(struct throttle *t, struct penalty *p,
 				    struct event_base *base, const char *rip,
-				    const char *user, throttle_go_fn *go, void *arg);
+				    const char *user, const struct penalty_shared *shared,
+				    throttle_go_fn *go, void *arg);
 /* The login is decided (or abandoned): releases the in-flight count and the
    timer. Safe to call more than once, and on a zeroed struct. */
 void throttle_done(struct throttle *t);
