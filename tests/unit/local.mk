@@ -99,6 +99,16 @@ TESTS += tests/unit/test_dns
 endif
 EXTRA_DIST += tests/vectors/dovecot-pw.txt tests/vectors/paseto
 
+# cluster mode without a store: URL and keys, [cluster], the director, shared scores
+if UNIT_TESTS
+check_PROGRAMS += tests/unit/test_cluster
+tests_unit_test_cluster_SOURCES = tests/unit/test_cluster.c
+tests_unit_test_cluster_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/src/shim
+tests_unit_test_cluster_CFLAGS = $(DG_SHIM_CFLAGS) $(CMOCKA_CFLAGS)
+tests_unit_test_cluster_LDADD = $(DG_SHIM_LIBS) $(CMOCKA_LIBS)
+TESTS += tests/unit/test_cluster
+endif
+
 # the passdb's replay cache (src/plugin/replay_cache.c): Dovecot's flags and
 # lib (hash table, priority queue), like the module itself
 if UNIT_TESTS
