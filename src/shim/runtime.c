@@ -1,4 +1,5 @@
 #include "runtime.h"
+#include "store_tls.h"
 
 #include <pwd.h>
 #include <sodium.h>
@@ -43,6 +44,26 @@ static int load_optional_secret(const struct runtime *rt, const char *path,
 	if (insecure)
 		dglog(log, LOG_WARNING, "%s: readable by group or others; "
 		      "chmod 600 it (or 640 with a trusted group)", path);
+	return 0;
+}
+
+/* A rediss:// store: its TLS files load, and this build has TLS at all
+   (Debian 12's hiredis has none), so that -t says so before a start does. */
+static int check_cluster_tls(const struct runtime *rt, char *err, size_t errlen)
+{
+	const struct dg_config *cfg = &rt->cfg;
+	struct store_tls *tls;
+	char why[512];
+
+	if (cfg->cluster_store_text == NULL || cfg->cluster_addr.transport != CLUSTER_TLS)
+		return 0;
+	tls = store_tls_new(cfg->cluster_tls_ca_file, cfg->cluster_tls_cert_file,
+			    cfg->cluster_tls_key_file, cfg->cluster_tls_server_name, why, sizeof(why));
+	if (tls == NULL) {
+		config_key_error(cfg, CK_CLUSTER_STORE, err, errlen, "store %s", why);
+		return -1;
+	}
+	store_tls_free(tls);
 	return 0;
 }
 
@@ -181,6 +202,7 @@ struct runtime *runtime_load(const char *config_path, bool strict,
 				 &rt->metrics_token, log, err, errlen) < 0 ||
 	    load_optional_secret(rt, rt->cfg.cluster_password_file, CK_CLUSTER_PASSWORD_FILE,
 				 &rt->cluster_password, log, err, errlen) < 0 ||
+	    check_cluster_tls(rt, err, errlen) < 0 ||
 	    credentials_init(&rt->cred, &rt->cfg, err, errlen) < 0 ||
 	    load_passdb(rt, strict, log, err, errlen) < 0 ||
 	    make_dummy_hash(rt, err, errlen) < 0 || make_cache(rt, err, errlen) < 0 ||
