@@ -313,6 +313,22 @@ int routing_find_host(const struct routing *r, enum dg_proto proto, const char *
 	return ROUTING_HOST_ABSENT;
 }
 
+const char *routing_shared_host_id(const struct routing *r, enum dg_proto *proto)
+{
+	for (int p = 0; p < DG_PROTO_COUNT; p++) {
+		const struct route_pool *pool = &r->gen.table.pools[p];
+
+		for (size_t i = 0; i < pool->count; i++)
+			for (size_t j = i + 1; j < pool->count; j++)
+				if (strcmp(backend_host_id(&pool->v[i]),
+					   backend_host_id(&pool->v[j])) == 0) {
+					*proto = (enum dg_proto)p;
+					return backend_host_id(&pool->v[i]);
+				}
+	}
+	return NULL;
+}
+
 int routing_configure(struct routing *r, const struct dg_config *cfg, char *err, size_t errlen)
 {
 	struct generation g;

@@ -82,6 +82,9 @@ const char *routing_host_id(const struct routing_choice *c);
 #define ROUTING_HOST_ABSENT (-1)
 int routing_find_host(const struct routing *r, enum dg_proto proto, const char *id,
 		      struct routing_choice *out);
+/* A host id two backends of one pool share (e.g. two Dovecots on one IP,
+   neither with an audience of its own), with its pool; NULL: none. */
+const char *routing_shared_host_id(const struct routing *r, enum dg_proto *proto);
 /* The host ids drained cluster-wide: never picked by hashing, their
    assignments not honoured. Replaces the previous set; kept across
    routing_configure(). -1 on ENOMEM (the previous set stays). */

@@ -67,6 +67,23 @@ static int check_cluster_tls(const struct runtime *rt, char *err, size_t errlen)
 	return 0;
 }
 
+/* The store names backends by host id (routing.h): one id, one backend. */
+static int check_cluster_hosts(const struct runtime *rt, char *err, size_t errlen)
+{
+	const struct dg_config *cfg = &rt->cfg;
+	enum dg_proto proto;
+	const char *shared;
+
+	if (cfg->cluster_store_text == NULL || cfg->cluster_assignment_ttl == 0 ||
+	    (shared = routing_shared_host_id(rt->own_routing, &proto)) == NULL)
+		return 0;
+	config_key_error(cfg, CK_CLUSTER_STORE, err, errlen,
+			 "two %s backends would both be \"%s\" in the cluster store: give each "
+			 "[backend NAME] an audience of its own (or set assignment_ttl = 0)",
+			 dg_proto_name(proto), shared);
+	return -1;
+}
+
 static int load_passdb(struct runtime *rt, bool strict, struct dglog *log,
 		       char *err, size_t errlen)
 {
@@ -207,7 +224,8 @@ struct runtime *runtime_load(const char *config_path, bool strict,
 	    load_passdb(rt, strict, log, err, errlen) < 0 ||
 	    make_dummy_hash(rt, err, errlen) < 0 || make_cache(rt, err, errlen) < 0 ||
 	    load_external_map(rt, err, errlen) < 0 ||
-	    make_own_routing(rt, log, err, errlen) < 0) {
+	    make_own_routing(rt, log, err, errlen) < 0 ||
+	    check_cluster_hosts(rt, err, errlen) < 0) {
 		runtime_free(rt);
 		return NULL;
 	}
