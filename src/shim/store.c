@@ -111,6 +111,7 @@ static void drop_connection(struct store *s, const char *why)
 {
 	bool was_up = s->state == ST_UP;
 
+	store_tls_detach(s->tls);
 	if (s->ac != NULL) {
 		if (s->doomed != NULL)
 			redisAsyncFree(s->doomed);      /* not reached in practice */
@@ -274,22 +275,34 @@ static void on_hello(struct store *s, const redisAsyncContext *ac, const redisRe
 	log_state(s, LOG_INFO, "up", NULL);
 }
 
+/* hiredis's reason for a failed connection, or TLS's when the certificate
+   did not verify (hiredis then says only "Success", from errno 0). */
+static const char *failure_text(const struct store *s, const redisAsyncContext *c,
+				const char *fallback, char *buf, size_t len)
+{
+	if (store_tls_explain(s->tls, buf, len))
+		return buf;
+	return c->errstr[0] != '\0' ? c->errstr : fallback;
+}
+
 static void on_connect(const redisAsyncContext *c, int status)
 {
 	struct store *s = c->data;
+	char buf[160];
 
 	if (c != s->ac)
 		return;
 	if (status != REDIS_OK) {
 		/* hiredis frees the context after this call */
 		s->ac = NULL;
-		drop_connection(s, c->errstr[0] != '\0' ? c->errstr : "connect failed");
+		drop_connection(s, failure_text(s, c, "connect failed", buf, sizeof(buf)));
 	}
 }
 
 static void on_disconnect(const redisAsyncContext *c, int status)
 {
 	struct store *s = c->data;
+	char buf[160];
 
 	(void)status;
 	if (c == s->doomed) {
@@ -299,7 +312,8 @@ static void on_disconnect(const redisAsyncContext *c, int status)
 	if (c != s->ac)
 		return;
 	s->ac = NULL;               /* hiredis frees it after this call */
-	drop_connection(s, c->errstr[0] != '\0' ? c->errstr : "connection closed by the store");
+	drop_connection(s, failure_text(s, c, "connection closed by the store", buf,
+					sizeof(buf)));
 }
 
 static void send_hello(struct store *s)
@@ -350,7 +364,7 @@ static void start_connect(struct store *s)
 		drop_connection(s, why);
 		return;
 	}
-	if (s->tls != NULL && store_tls_attach(s->tls, ac, why, sizeof(why)) < 0) {
+	if (s->tls != NULL && store_tls_attach(s->tls, ac, s->addr.host, why, sizeof(why)) < 0) {
 		redisAsyncFree(ac);
 		drop_connection(s, why);
 		return;
