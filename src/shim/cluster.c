@@ -139,7 +139,8 @@ struct cluster *cluster_new(struct event_base *base, struct dglog *log)
 	return c;
 }
 
-static void close_store(struct cluster *c)
+/* forget_drained: the routing (still there) routes to every backend again. */
+static void close_store(struct cluster *c, bool forget_drained)
 {
 	evtimer_del(c->poll);
 	if (c->store != NULL) {
@@ -151,7 +152,7 @@ static void close_store(struct cluster *c)
 	c->poll_in_flight = false;
 	free(c->drained_text);
 	c->drained_text = NULL;
-	if (c->routing != NULL)
+	if (forget_drained && c->routing != NULL)
 		(void)routing_set_drained(c->routing, NULL, 0);
 }
 
@@ -176,7 +177,7 @@ int cluster_configure(struct cluster *c, const struct dg_config *cfg,
 	struct store *fresh = NULL;
 
 	if (cfg->cluster_store_text == NULL) {
-		close_store(c);
+		close_store(c, true);
 		c->routing = routing;
 		return 0;
 	}
@@ -208,14 +209,14 @@ int cluster_configure(struct cluster *c, const struct dg_config *cfg,
 void cluster_shutdown(struct cluster *c)
 {
 	if (c != NULL)
-		close_store(c);
+		close_store(c, false);  /* shutting down: the drained set no longer matters */
 }
 
 void cluster_free(struct cluster *c)
 {
 	if (c == NULL)
 		return;
-	close_store(c);
+	close_store(c, false);  /* the routing may be gone already */
 	event_free(c->poll);
 	free(c);
 }

@@ -391,9 +391,9 @@ static int run(struct app *app)
 		      app->cluster == NULL ? "out of memory for the penalty table or backends" : err);
 		runtime_unref(rt);
 		stop(app);
+		cluster_free(app->cluster);
 		penalty_free(app->penalty);
 		routing_free(app->routing);
-		cluster_free(app->cluster);
 		return 1;
 	}
 	/* Dovecot is connected after dropping privileges, like every reconnect */
@@ -418,9 +418,9 @@ static int run(struct app *app)
 	runtime_unref(rt);
 	stop(app);
 	/* after stop(): no decision is left to use them */
+	cluster_free(app->cluster);
 	penalty_free(app->penalty);
 	routing_free(app->routing);
-	cluster_free(app->cluster);
 	return rc;
 }
 
