@@ -177,8 +177,10 @@ static void log_decision(struct decision *d)
 	else
 		kv_add(&kv, "attempt", NULL);
 	kv_add(&kv, "cache", d->cache_state);
-	kv_add(&kv, "cluster", d->cluster_state);
-	kv_add(&kv, "assignment", ok ? d->director.how : NULL);
+	if (d->cluster_state != NULL)           /* [cluster] only */
+		kv_add(&kv, "cluster", d->cluster_state);
+	if (ok && d->director.how != NULL)
+		kv_add(&kv, "assignment", d->director.how);
 	if (d->penalty_logged) {
 		kv_addf(&kv, "penalty", "%u", d->penalty_score);
 		if (d->penalty_close)
