@@ -364,7 +364,7 @@ static void start_connect(struct store *s)
 		drop_connection(s, why);
 		return;
 	}
-	if (s->tls != NULL && store_tls_attach(s->tls, ac, s->addr.host, why, sizeof(why)) < 0) {
+	if (s->tls != NULL && store_tls_attach(s->tls, &ac->c, s->addr.host, why, sizeof(why)) < 0) {
 		redisAsyncFree(ac);
 		drop_connection(s, why);
 		return;

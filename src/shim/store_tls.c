@@ -90,6 +90,17 @@ void store_tls_free(struct store_tls *t)
 	free(t);
 }
 
+/* Why the handshake failed, when it was the certificate. */
+static bool verify_failure(const SSL *ssl, char *out, size_t len)
+{
+	long v = SSL_get_verify_result(ssl);
+
+	if (v == X509_V_OK)
+		return false;
+	snprintf(out, len, "TLS: certificate verify failed: %s", X509_verify_cert_error_string(v));
+	return true;
+}
+
 /* The certificate must name server_name, or else the IP connected to. */
 static int expect_name(struct store_tls *t, SSL *ssl, const char *host)
 {
@@ -104,7 +115,7 @@ static int expect_name(struct store_tls *t, SSL *ssl, const char *host)
 	return 0;               /* a unix socket: the chain alone */
 }
 
-int store_tls_attach(struct store_tls *t, struct redisAsyncContext *ac, const char *host,
+int store_tls_attach(struct store_tls *t, struct redisContext *c, const char *host,
 		     char *err, size_t errlen)
 {
 	SSL *ssl = SSL_new(t->ctx);
@@ -115,10 +126,12 @@ int store_tls_attach(struct store_tls *t, struct redisAsyncContext *ac, const ch
 		tls_error(err, errlen, "cannot set up the connection", NULL);
 		return -1;
 	}
-	if (redisInitiateSSL(&ac->c, ssl) != REDIS_OK) {
+	if (redisInitiateSSL(c, ssl) != REDIS_OK) {
+		/* a blocking connection has done the handshake: say why it failed */
+		if (!verify_failure(ssl, err, errlen))
+			snprintf(err, errlen, "store TLS: %s", c->errstr[0] != '\0' ? c->errstr :
+				 "could not start");
 		SSL_free(ssl);  /* not taken on failure */
-		snprintf(err, errlen, "store TLS: %s", ac->c.errstr[0] != '\0' ? ac->c.errstr :
-			 "could not start");
 		return -1;
 	}
 	t->ssl = ssl;
@@ -133,13 +146,7 @@ void store_tls_detach(struct store_tls *t)
 
 bool store_tls_explain(const struct store_tls *t, char *out, size_t len)
 {
-	long v;
-
-	if (t == NULL || t->ssl == NULL || (v = SSL_get_verify_result(t->ssl)) == X509_V_OK)
-		return false;
-	snprintf(out, len, "TLS: certificate verify failed: %s",
-		 X509_verify_cert_error_string(v));
-	return true;
+	return t != NULL && t->ssl != NULL && verify_failure(t->ssl, out, len);
 }
 
 #else /* hiredis without TLS (Debian 12's 0.14) */
@@ -169,11 +176,11 @@ void store_tls_free(struct store_tls *t)
 	(void)t;
 }
 
-int store_tls_attach(struct store_tls *t, struct redisAsyncContext *ac, const char *host,
+int store_tls_attach(struct store_tls *t, struct redisContext *c, const char *host,
 		     char *err, size_t errlen)
 {
 	(void)t;
-	(void)ac;
+	(void)c;
 	(void)host;
 	snprintf(err, errlen, "no TLS in this build");
 	return -1;

@@ -8,7 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-struct redisAsyncContext;
+struct redisContext;
 struct store_tls;
 
 /* Whether this build can talk TLS to the store. */
@@ -22,8 +22,9 @@ struct store_tls *store_tls_new(const char *ca_file, const char *cert_file,
 				char *err, size_t errlen);
 void store_tls_free(struct store_tls *t);
 /* Starts TLS on a connection to host (an IP, or a socket path) just
-   opened; the connection then owns it. -1 with err. */
-int store_tls_attach(struct store_tls *t, struct redisAsyncContext *ac, const char *host,
+   opened (an asynchronous one's &ac->c, or a blocking one: then the
+   handshake is done here); the connection then owns it. -1 with err. */
+int store_tls_attach(struct store_tls *t, struct redisContext *c, const char *host,
 		     char *err, size_t errlen);
 /* The connection attached last is gone: forget it. */
 void store_tls_detach(struct store_tls *t);

@@ -22,6 +22,7 @@
 
 #include <sodium.h>
 
+#include "cluster_cli.h"
 #include "keyring.h"
 #include "schemes.h"
 #include "ticket.h"
@@ -56,6 +57,9 @@ static const struct command commands[] = {
 	  cmd_keygen, keygen_help },
 	{ "ticket", "inspect|verify|sign ...",
 	  "inspect, verify or sign a login ticket", cmd_ticket, ticket_help },
+	{ "cluster", CLUSTER_SYNOPSIS,
+	  "show and steer the cluster store: assignments, moves, drained backends",
+	  cluster_run, cluster_help },
 	{ "version", "", "print the version", cmd_version, NULL },
 	{ "help", "[COMMAND]", "show this help, or a command's", cmd_help, NULL },
 };
