@@ -1,4 +1,4 @@
-"""dovegate-auth's connection to the cluster store, against a real
+"""dovegate-auth's and dovegate cluster's connection to the cluster store, against a real
 redis-server / valkey-server: how it authenticates (requirepass, an ACL
 user), a unix socket, TLS (Debian 13: hiredis with hiredis_ssl), what it
 logs when the store refuses it, and what `-t` refuses before a start.
@@ -304,6 +304,8 @@ def test_tls_store(tmp_path, cleanup):
     assert auth.login().get("auth-status") == "OK"
     auth.wait_for(r"cluster=shared assignment=created")
     wait_for_key(store.port, "dovegate:a:sam", "mx1")
+    out = cli(auth, "assignments", "sam")       # the CLI over the same TLS settings
+    assert out.returncode == 0 and out.stdout.startswith("sam mx1 "), out
 
     auth.stop()
 
@@ -321,4 +323,82 @@ def test_tls_store(tmp_path, cleanup):
         assert other.login().get("auth-status") == "OK"
         other.wait_for(r"cluster=local")
         assert "state=up" not in other.log()
+        out = cli(other, "status")
+        assert out.returncode == 1 and re.search("certificate verify failed: " + why, out.stderr)
         other.stop()
+
+
+def cli(auth, *args):
+    return subprocess.run([os.path.join(BUILD_DIR, "src/tools/dovegate"), "cluster", "-c",
+                           auth.conf, *args], capture_output=True, text=True, timeout=30)
+
+
+def test_cli(tmp_path, cleanup):
+    """dovegate cluster against a real store with an ACL user, as an
+    operator uses it: status, move, assignments, drain, unassign; and the
+    ways it fails: an unknown backend, a wrong password (never printed), a
+    password file others could change, a store that is down, usage."""
+    d = str(tmp_path)
+    store = Store(d, "--user", "default", "off", "--user", "ops", "on", ">ops-store-pass",
+                  "~dovegate:*", "+@all")
+    cleanup.append(store)
+    write_secret(f"{d}/store-password", "ops-store-pass")
+    auth = Auth(d, f"store = redis://127.0.0.1:{store.port}/0\nuser = ops\n"
+                   "password_file = store-password\nassignment_ttl = 600\n", start=False)
+    login = ("AUTH", "ops", "ops-store-pass")
+
+    out = cli(auth, "status")
+    assert out.returncode == 0, out.stderr
+    assert re.search(r"^store: redis://127\.0\.0\.1:%d/0 \((redis|valkey) \d" % store.port,
+                     out.stdout, re.M), out.stdout
+    assert "assignments: 0" in out.stdout and "drained: none" in out.stdout
+
+    out = cli(auth, "move", "sam", "mx1")      # the [backend mx1] section, audience mx1
+    assert out.returncode == 0, out.stderr
+    assert "doveadm kick sam" in out.stdout
+    assert ask(store.port, login, ("GET", "dovegate:a:sam")) == "mx1"
+    assert 590 < ask(store.port, login, ("TTL", "dovegate:a:sam")) <= 600
+    ask(store.port, login, ("SET", "dovegate:a:alice", "mx1", "EX", "100"))
+    out = cli(auth, "assignments")
+    assert out.returncode == 0, out.stderr
+    assert re.fullmatch(r"alice mx1 (9\d|100)\nsam mx1 \d+\n", out.stdout), out.stdout
+    assert re.fullmatch(r"sam mx1 \d+\n", cli(auth, "assignments", "sam").stdout)
+
+    out = cli(auth, "move", "sam", "mx9")
+    assert out.returncode == 1
+    assert "no backend 'mx9'" in out.stderr and "known: mx1" in out.stderr, out.stderr
+
+    assert cli(auth, "drain", "mx1").returncode == 0
+    assert ask(store.port, login, ("SMEMBERS", "dovegate:drained")) == ["mx1"]
+    assert "backends: mx1 (drained)" in cli(auth, "status").stdout
+    assert cli(auth, "undrain", "mx1").returncode == 0
+    assert ask(store.port, login, ("SMEMBERS", "dovegate:drained")) == []
+
+    out = cli(auth, "unassign", "sam")
+    assert out.returncode == 0 and "sam unassigned" in out.stdout, out
+    assert ask(store.port, login, ("GET", "dovegate:a:sam")) is None
+    out = cli(auth, "assignments", "sam")
+    assert out.returncode == 1 and "sam has no assignment" in out.stderr, out
+
+    # a wrong password: the store's refusal, never the password itself
+    write_secret(f"{d}/store-password", "not-the-pass")
+    out = cli(auth, "status")
+    assert out.returncode == 1
+    assert "WRONGPASS" in out.stderr and "not-the-pass" not in out.stderr + out.stdout
+    os.chmod(f"{d}/store-password", 0o666)
+    out = cli(auth, "status")
+    assert out.returncode == 1 and "writable by group or others" in out.stderr, out.stderr
+    os.chmod(f"{d}/store-password", 0o600)
+
+    store.stop()
+    started = time.monotonic()
+    out = cli(auth, "status")
+    assert out.returncode == 1
+    assert re.search(r"store redis://127\.0\.0\.1:%d/0: Connection refused" % store.port,
+                     out.stderr), out.stderr
+    assert time.monotonic() - started < 10
+
+    for args in ((), ("move", "sam"), ("frobnicate",), ("status", "extra")):
+        out = cli(auth, *args)
+        assert out.returncode == 2, (args, out)
+        assert "usage: dovegate cluster" in out.stderr
