@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include <hiredis/hiredis.h>
+#include <openssl/evp.h>
 
 #include "cluster_store.h"
 
@@ -23,10 +24,37 @@ struct cluster {
 	/* the store keys' lifetimes, from [penalty] */
 	unsigned forget_after, exempt_ttl, known_ttl;
 	unsigned retry_ms;
+	/* the scripts' SHA1s (EVALSHA: the store keeps them from SCRIPT LOAD) */
+	char sha_failure[41], sha_success[41];
 	struct event *poll;             /* reads the drained set */
 	bool poll_in_flight;
+	bool refusal_logged;            /* an error reply said since the store came up */
 	char *drained_text;             /* the set last applied, " a b " sorted; for the log */
 };
+
+/* KEYS: the scores (network, user). ARGV[1]: their lifetime; ARGV[2]: "1"
+   to count a failure, "0" only to keep them alive (a refused login). */
+static const char script_failure[] =
+	"for _, k in ipairs(KEYS) do "
+	"if ARGV[2] == '1' then redis.call('INCR', k) end "
+	"if redis.call('EXISTS', k) == 1 then redis.call('EXPIRE', k, ARGV[1]) end "
+	"end return 1";
+
+/* KEYS: n:NET e:NET k:NET|USER a:USER ("" where not wanted).
+   ARGV: exempt_ttl known_ttl backend mode previous assignment_ttl.
+   mode: renew | create | replace | none. Returns the user's backend. */
+static const char script_success[] =
+	"if KEYS[1] ~= '' then redis.call('DEL', KEYS[1]) end "
+	"if KEYS[2] ~= '' and tonumber(ARGV[1]) > 0 then "
+	"redis.call('SET', KEYS[2], '1', 'EX', ARGV[1]) end "
+	"if KEYS[3] ~= '' and tonumber(ARGV[2]) > 0 then "
+	"redis.call('SET', KEYS[3], '1', 'EX', ARGV[2]) end "
+	"if KEYS[4] == '' or ARGV[4] == 'none' then return false end "
+	"local cur = redis.call('GET', KEYS[4]) "
+	"if cur == ARGV[3] then redis.call('EXPIRE', KEYS[4], ARGV[6]) return cur end "
+	"if (not cur and ARGV[4] ~= 'renew') or (ARGV[4] == 'replace' and cur == ARGV[5]) then "
+	"redis.call('SET', KEYS[4], ARGV[3], 'EX', ARGV[6]) return ARGV[3] end "
+	"return cur";
 
 /* ---- the drained set ---------------------------------------------------------- */
 
@@ -122,6 +150,57 @@ static void on_poll(evutil_socket_t fd, short what, void *arg)
 		c->poll_in_flight = true;
 }
 
+/* ---- the scripts ---------------------------------------------------------------- */
+
+static void sha1_hex(const char *text, char out[41])
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned len = 0;
+
+	out[0] = '\0';
+	if (EVP_Digest(text, strlen(text), md, &len, EVP_sha1(), NULL) != 1 || len != 20)
+		return;
+	for (unsigned i = 0; i < len; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
+/* An error reply (e.g. NOPERM: an ACL without a command the scripts use),
+   said once per connection: the logins go on, the store just learns nothing. */
+static void note_refusal(struct cluster *c, const char *command, const redisReply *reply)
+{
+	if (c->refusal_logged || reply == NULL || reply->type != REDIS_REPLY_ERROR)
+		return;
+	c->refusal_logged = true;
+	dglog(c->log, LOG_WARNING, "cluster store=%s command=%s error=\"%.200s\" "
+	      "(the store refused it: check its ACL; logins go on with local state)",
+	      store_url(c->store), command, reply->str);
+}
+
+static void on_loaded(void *ctx, const struct redisReply *reply)
+{
+	struct cluster *c = ctx;
+
+	if (cluster_on(c))
+		note_refusal(c, "SCRIPT LOAD", reply);
+}
+
+/* SCRIPT LOAD both: sent ahead of any EVALSHA on the same connection, so
+   the store has them when those arrive. */
+static void load_scripts(void *ctx)
+{
+	struct cluster *c = ctx;
+	const char *argv[3] = { "SCRIPT", "LOAD" };
+	size_t lens[3] = { 6, 4 };
+
+	c->refusal_logged = false;      /* a new connection (or a flushed store) */
+	argv[2] = script_failure;
+	lens[2] = sizeof(script_failure) - 1;
+	(void)store_command(c->store, on_loaded, c, 3, argv, lens);
+	argv[2] = script_success;
+	lens[2] = sizeof(script_success) - 1;
+	(void)store_command(c->store, on_loaded, c, 3, argv, lens);
+}
+
 /* ---- life cycle --------------------------------------------------------------- */
 
 struct cluster *cluster_new(struct event_base *base, struct dglog *log)
@@ -136,6 +215,8 @@ struct cluster *cluster_new(struct event_base *base, struct dglog *log)
 		free(c);
 		return NULL;
 	}
+	sha1_hex(script_failure, c->sha_failure);
+	sha1_hex(script_success, c->sha_success);
 	return c;
 }
 
@@ -189,8 +270,10 @@ int cluster_configure(struct cluster *c, const struct dg_config *cfg,
 		store_free(fresh);
 		return -1;
 	}
-	if (fresh != NULL)
+	if (fresh != NULL) {
 		c->store = fresh;
+		store_on_up(fresh, load_scripts, c);
+	}
 	if (c->routing != routing && c->routing != NULL)
 		(void)routing_set_drained(c->routing, NULL, 0);
 	c->routing = routing;
@@ -250,6 +333,7 @@ const char *cluster_store_url(const struct cluster *c)
 enum { LK_NET, LK_USER, LK_KNOWN, LK_EXEMPT, LK_ASSIGN, LK_COUNT };
 
 struct lookup {
+	struct cluster *c;
 	struct cluster_facts *out;
 	cluster_done_fn *done;
 	void *ctx;
@@ -282,6 +366,8 @@ static void on_lookup(void *ctx, const struct redisReply *reply)
 	struct lookup *l = ctx;
 	struct cluster_facts *out = l->out;
 
+	if (cluster_on(l->c))
+		note_refusal(l->c, "MGET", reply);
 	if (reply != NULL && reply->type == REDIS_REPLY_ARRAY &&
 	    reply->elements == (size_t)l->count) {
 		out->answered = true;
@@ -343,6 +429,7 @@ bool cluster_lookup(struct cluster *c, const char *net, const char *user,
 	}
 	if (c->assignment_ttl > 0 && user != NULL)
 		mget_add(&m, l, c->prefix, LK_ASSIGN, 'a', user, user_len, NULL, 0);
+	l->c = c;
 	l->out = out;
 	l->done = done;
 	l->ctx = ctx;
@@ -356,34 +443,18 @@ bool cluster_lookup(struct cluster *c, const char *net, const char *user,
 
 /* ---- outcome: one EVAL -------------------------------------------------------- */
 
-/* KEYS: the scores (network, user). ARGV[1]: their lifetime; ARGV[2]: "1"
-   to count a failure, "0" only to keep them alive (a refused login). */
-static const char script_failure[] =
-	"for _, k in ipairs(KEYS) do "
-	"if ARGV[2] == '1' then redis.call('INCR', k) end "
-	"if redis.call('EXISTS', k) == 1 then redis.call('EXPIRE', k, ARGV[1]) end "
-	"end return 1";
-
-/* KEYS: n:NET e:NET k:NET|USER a:USER ("" where not wanted).
-   ARGV: exempt_ttl known_ttl backend mode previous assignment_ttl.
-   mode: renew | create | replace | none. Returns the user's backend. */
-static const char script_success[] =
-	"if KEYS[1] ~= '' then redis.call('DEL', KEYS[1]) end "
-	"if KEYS[2] ~= '' and tonumber(ARGV[1]) > 0 then "
-	"redis.call('SET', KEYS[2], '1', 'EX', ARGV[1]) end "
-	"if KEYS[3] ~= '' and tonumber(ARGV[2]) > 0 then "
-	"redis.call('SET', KEYS[3], '1', 'EX', ARGV[2]) end "
-	"if KEYS[4] == '' or ARGV[4] == 'none' then return false end "
-	"local cur = redis.call('GET', KEYS[4]) "
-	"if cur == ARGV[3] then redis.call('EXPIRE', KEYS[4], ARGV[6]) return cur end "
-	"if (not cur and ARGV[4] ~= 'renew') or (ARGV[4] == 'replace' and cur == ARGV[5]) then "
-	"redis.call('SET', KEYS[4], ARGV[3], 'EX', ARGV[6]) return ARGV[3] end "
-	"return cur";
-
+/* Errors are counted by the store; a script it no longer has (SCRIPT
+   FLUSH) is loaded again for the next logins. */
 static void on_recorded(void *ctx, const struct redisReply *reply)
 {
-	(void)ctx;
-	(void)reply;            /* errors are counted by the store */
+	struct cluster *c = ctx;
+
+	if (reply == NULL || reply->type != REDIS_REPLY_ERROR || !cluster_on(c))
+		return;
+	if (strncmp(reply->str, "NOSCRIPT", 8) == 0)
+		load_scripts(c);
+	else
+		note_refusal(c, "EVALSHA", reply);
 }
 
 static const char *assign_mode(enum cluster_assign a)
@@ -400,8 +471,8 @@ static const char *assign_mode(enum cluster_assign a)
 static void record_failure(struct cluster *c, const struct cluster_outcome *o)
 {
 	char keys[2][CLUSTER_KEY_MAX], ttl[16];
-	const char *argv[7] = { "EVAL", script_failure };
-	size_t lens[7] = { 4, sizeof(script_failure) - 1 };
+	const char *argv[7] = { "EVALSHA", c->sha_failure };
+	size_t lens[7] = { 7, 40 };
 	int n = 0, len;
 
 	if ((len = cluster_key(keys[n], sizeof(keys[n]), c->prefix, 'n', o->net,
@@ -426,14 +497,14 @@ static void record_failure(struct cluster *c, const struct cluster_outcome *o)
 	lens[3 + n] = strlen(ttl);
 	argv[4 + n] = o->event == CLUSTER_EVENT_FAILED ? "1" : "0";
 	lens[4 + n] = 1;
-	(void)store_command(c->store, on_recorded, NULL, 5 + n, argv, lens);
+	(void)store_command(c->store, on_recorded, c, 5 + n, argv, lens);
 }
 
 static void record_success(struct cluster *c, const struct cluster_outcome *o)
 {
 	char keys[4][CLUSTER_KEY_MAX], exempt[16], known[16], assign_ttl[16];
-	const char *argv[13] = { "EVAL", script_success, "4" };
-	size_t lens[13] = { 4, sizeof(script_success) - 1, 1 };
+	const char *argv[13] = { "EVALSHA", c->sha_success, "4" };
+	size_t lens[13] = { 7, 40, 1 };
 	bool scores = c->shared_penalty && o->net != NULL;
 	bool assign = c->assignment_ttl > 0 && o->user != NULL && o->backend != NULL &&
 		      o->assign != CLUSTER_ASSIGN_NONE;
@@ -472,7 +543,7 @@ static void record_success(struct cluster *c, const struct cluster_outcome *o)
 	argv[12] = assign_ttl;
 	for (int i = 7; i < 13; i++)
 		lens[i] = strlen(argv[i]);
-	(void)store_command(c->store, on_recorded, NULL, 13, argv, lens);
+	(void)store_command(c->store, on_recorded, c, 13, argv, lens);
 }
 
 void cluster_record(struct cluster *c, const struct cluster_outcome *o)

@@ -11,7 +11,7 @@
    - backends can be drained cluster-wide (`dovegate cluster drain`): the
      set is read every retry_interval.
    Per login at most two commands: cluster_lookup() (one MGET, before the
-   policy step) and cluster_record() (one EVAL, when the login is decided,
+   policy step) and cluster_record() (one EVALSHA, when the login is decided,
    not waited for). While the store is down both return at once and the
    edge decides alone.
 
@@ -96,7 +96,7 @@ struct cluster_outcome {
 	const char *previous;           /* REPLACE: the assignment it replaces */
 };
 
-/* Tells the store (one EVAL, not waited for); nothing while it is down. */
+/* Tells the store (one EVALSHA, not waited for); nothing while it is down. */
 void cluster_record(struct cluster *c, const struct cluster_outcome *o);
 
 #endif

@@ -311,7 +311,7 @@ static void apply_penalty(struct decision *d)
 	d->penalty_close = pd.close;
 }
 
-/* What the cluster learns from the login (one EVAL, not waited for). */
+/* What the cluster learns from the login (one EVALSHA, not waited for). */
 static void tell_cluster(struct decision *d)
 {
 	const struct authhttp_request *r = &d->req;

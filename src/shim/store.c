@@ -48,6 +48,8 @@ struct store {
 	struct event *reaper;           /* frees s->doomed outside hiredis callbacks */
 	struct store_req *head, *tail;
 	size_t pending;
+	store_up_fn *on_up;
+	void *on_up_ctx;
 	struct store_stats stats;
 };
 
@@ -273,6 +275,8 @@ static void on_hello(struct store *s, const redisAsyncContext *ac, const redisRe
 	evtimer_del(s->retry);
 	arm_timer(s);
 	log_state(s, LOG_INFO, "up", NULL);
+	if (s->on_up != NULL)
+		s->on_up(s->on_up_ctx);
 }
 
 /* hiredis's reason for a failed connection, or TLS's when the certificate
@@ -525,6 +529,12 @@ void store_free(struct store *s)
 		event_free(s->reaper);
 	free_settings(s);
 	free(s);
+}
+
+void store_on_up(struct store *s, store_up_fn *fn, void *ctx)
+{
+	s->on_up = fn;
+	s->on_up_ctx = ctx;
 }
 
 bool store_up(const struct store *s)

@@ -53,6 +53,11 @@ int store_configure(struct store *s, const struct store_config *cfg, char *err, 
 /* Closes the connection; commands in flight are answered with NULL. */
 void store_free(struct store *s);
 
+/* fn(ctx) runs each time the connection comes up (after AUTH, SELECT and
+   PING), before any command sent later: e.g. to load scripts. */
+typedef void store_up_fn(void *ctx);
+void store_on_up(struct store *s, store_up_fn *fn, void *ctx);
+
 bool store_up(const struct store *s);
 const char *store_url(const struct store *s);  /* "" before store_configure() */
 void store_get_stats(const struct store *s, struct store_stats *out);

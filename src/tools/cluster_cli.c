@@ -35,17 +35,22 @@ struct cli {
 	char url[320];
 };
 
+static void vsay(const char *fmt, va_list ap)
+{
+	fputs("dovegate cluster: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+}
+
 static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 static void fail(const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs("dovegate cluster: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsay(fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 }
 
 void cluster_help(FILE *out)
@@ -73,11 +78,10 @@ static int usage(const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs("dovegate cluster: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsay(fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "\nusage: dovegate cluster %s\n", CLUSTER_SYNOPSIS);
+	fprintf(stderr, "usage: dovegate cluster %s\n", CLUSTER_SYNOPSIS);
 	return EXIT_USAGE;
 }
 

@@ -94,7 +94,7 @@ def dovecot_logins(chain, n, name):
 
 
 def wait_for_key(chain, key, value, timeout=5):
-    """The outcome's EVAL is not waited for by the login: poll its effect."""
+    """The outcome's EVALSHA is not waited for by the login: poll its effect."""
     deadline = time.monotonic() + timeout
     while (got := chain.store("GET", key)) != value:
         assert time.monotonic() < deadline, f"{key} is {got!r}, not {value!r}"

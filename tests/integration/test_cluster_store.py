@@ -59,11 +59,23 @@ def ask(where, *commands, timeout=5):
 
 
 def wait_for_key(where, key, value, *login, timeout=5):
-    """The outcome's EVAL is not waited for by the login: poll its effect."""
+    """The outcome's EVALSHA is not waited for by the login: poll its effect."""
     deadline = time.monotonic() + timeout
     while (got := ask(where, *login, ("GET", key))) != value:
         assert time.monotonic() < deadline, f"{key} is {got!r}, not {value!r}"
         time.sleep(0.05)
+
+
+# what the README gives dovegate-auth's ACL user, and the CLI's on top
+DAEMON_ACL = ("~dovegate:*", "+mget", "+evalsha", "+script|load", "+smembers", "+ping",
+              "+select", "+get", "+set", "+del", "+expire", "+incr", "+exists")
+CLI_ACL = DAEMON_ACL + ("+ttl", "+scan", "+sadd", "+srem", "+info")
+
+
+def acl_store(tmp, user, password, rules):
+    """A store whose only user is `user` with those ACL rules (the default
+    user is off)."""
+    return Store(tmp, "--user", "default", "off", "--user", user, "on", f">{password}", *rules)
 
 
 def server():
@@ -155,8 +167,7 @@ def test_acl_user_and_a_refused_password(tmp_path, cleanup):
     password), logins still answered on local state; the right password
     and a SIGHUP: state=up, and the store is used again."""
     d = str(tmp_path)
-    store = Store(d, "--user", "default", "off", "--user", "dovegate", "on", ">right-store-pass",
-                  "~dovegate:*", "+@all")
+    store = acl_store(d, "dovegate", "right-store-pass", DAEMON_ACL)
     cleanup.append(store)
     write_secret(f"{d}/store-password", "wrong-store-pass")
     auth = Auth(d, f"store = redis://127.0.0.1:{store.port}/0\nuser = dovegate\n"
@@ -175,6 +186,25 @@ def test_acl_user_and_a_refused_password(tmp_path, cleanup):
     assert auth.login().get("auth-status") == "OK"
     auth.wait_for(r"decision .*user=sam .*result=ok .*cluster=shared assignment=created")
     wait_for_key(store.port, "dovegate:a:sam", "mx1", ("AUTH", "dovegate", "right-store-pass"))
+
+
+def test_a_command_the_acl_refuses_is_logged_once(tmp_path, cleanup):
+    """An ACL without a command the scripts use (SET): the store answers
+    every outcome with an error; dovegate-auth says so once, naming the
+    command, and every login is still answered."""
+    d = str(tmp_path)
+    store = acl_store(d, "dovegate", "pw", tuple(r for r in DAEMON_ACL if r != "+set"))
+    cleanup.append(store)
+    write_secret(f"{d}/store-password", "pw")
+    auth = Auth(d, f"store = redis://127.0.0.1:{store.port}\nuser = dovegate\n"
+                   "password_file = store-password\n")
+    cleanup.append(auth)
+    auth.wait_for(r"state=up")
+    for _ in range(3):
+        assert auth.login().get("auth-status") == "OK"
+    auth.wait_for(r"command=EVALSHA error=\".*\" \(the store refused it: check its ACL")
+    time.sleep(0.3)
+    assert auth.log().count("the store refused it") == 1, auth.log()
 
 
 def test_unix_socket_and_requirepass(tmp_path, cleanup):
@@ -339,8 +369,7 @@ def test_cli(tmp_path, cleanup):
     ways it fails: an unknown backend, a wrong password (never printed), a
     password file others could change, a store that is down, usage."""
     d = str(tmp_path)
-    store = Store(d, "--user", "default", "off", "--user", "ops", "on", ">ops-store-pass",
-                  "~dovegate:*", "+@all")
+    store = acl_store(d, "ops", "ops-store-pass", CLI_ACL)
     cleanup.append(store)
     write_secret(f"{d}/store-password", "ops-store-pass")
     auth = Auth(d, f"store = redis://127.0.0.1:{store.port}/0\nuser = ops\n"

@@ -75,7 +75,7 @@ TESTS += tests/unit/test_health
 
 # backend pools from the config and the choice of a backend (routing.h)
 check_PROGRAMS += tests/unit/test_routing
-tests_unit_test_routing_SOURCES = tests/unit/test_routing.c
+tests_unit_test_routing_SOURCES = tests/unit/test_routing.c tests/unit/conf_fixture.h
 tests_unit_test_routing_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/src/shim
 tests_unit_test_routing_CFLAGS = $(DG_SHIM_CFLAGS) $(CMOCKA_CFLAGS)
 tests_unit_test_routing_LDADD = $(DG_SHIM_LIBS) $(CMOCKA_LIBS)
@@ -102,7 +102,7 @@ EXTRA_DIST += tests/vectors/dovecot-pw.txt tests/vectors/paseto
 # cluster mode without a store: URL and keys, [cluster], the director, shared scores
 if UNIT_TESTS
 check_PROGRAMS += tests/unit/test_cluster
-tests_unit_test_cluster_SOURCES = tests/unit/test_cluster.c
+tests_unit_test_cluster_SOURCES = tests/unit/test_cluster.c tests/unit/conf_fixture.h
 tests_unit_test_cluster_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/src/shim
 tests_unit_test_cluster_CFLAGS = $(DG_SHIM_CFLAGS) $(CMOCKA_CFLAGS)
 tests_unit_test_cluster_LDADD = $(DG_SHIM_LIBS) $(CMOCKA_LIBS)

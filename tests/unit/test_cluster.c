@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "cluster_store.h"
+#include "conf_fixture.h"
 #include "config.h"
 #include "director.h"
 #include "log.h"
@@ -96,35 +97,6 @@ static void test_keys(void **state)
 
 /* ---- [cluster] -------------------------------------------------------------------- */
 
-struct fx {
-	char dir[64];
-	char conf[128];
-	char err[1024];
-	struct dglog log;
-};
-
-static int setup(void **state)
-{
-	struct fx *f = calloc(1, sizeof(*f));
-
-	strcpy(f->dir, "/tmp/dg-test-cluster-XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
-	snprintf(f->conf, sizeof(f->conf), "%s/dovegate-auth.conf", f->dir);
-	dglog_init(&f->log);
-	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fx *f = *state;
-
-	unlink(f->conf);
-	rmdir(f->dir);
-	free(f);
-	return 0;
-}
-
 #define HEAD \
 	"[server]\n"                                    /* 1 */ \
 	"secret_file = secret\n"                        /* 2 */ \
@@ -144,27 +116,6 @@ static int teardown(void **state)
 	"protocol = imap\n"                             /* 16 */ \
 	"address = 10.0.0.3:143\n"                      /* 17 */ \
 	"audience = mx3\n"                              /* 18 */
-
-static int load(struct fx *f, const char *text, struct dg_config *cfg)
-{
-	FILE *fp = fopen(f->conf, "w");
-
-	assert_non_null(fp);
-	fputs(text, fp);
-	fclose(fp);
-	f->err[0] = '\0';
-	return config_load(f->conf, cfg, f->err, sizeof(f->err));
-}
-
-static void expect_error(struct fx *f, const char *text, unsigned line, const char *message)
-{
-	struct dg_config cfg;
-	char want[1024];
-
-	assert_int_equal(load(f, text, &cfg), -1);
-	snprintf(want, sizeof(want), "%s:%u: %s", f->conf, line, message);
-	assert_string_equal(f->err, want);
-}
 
 static void test_config(void **state)
 {

@@ -17,38 +17,7 @@
 #include "passdb.h"
 #include "routing.h"
 
-struct fx {
-	char dir[64];
-	char conf[128];
-	char err[1024];
-	struct dglog log;
-};
-
-static int setup(void **state)
-{
-	struct fx *f = calloc(1, sizeof(*f));
-
-	strcpy(f->dir, "/tmp/dg-test-routing-XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
-	snprintf(f->conf, sizeof(f->conf), "%s/dovegate-auth.conf", f->dir);
-	dglog_init(&f->log);
-	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fx *f = *state;
-
-	char users[128];
-
-	snprintf(users, sizeof(users), "%s/users", f->dir);
-	unlink(users);
-	unlink(f->conf);
-	rmdir(f->dir);
-	free(f);
-	return 0;
-}
+#include "conf_fixture.h"
 
 #define HEAD \
 	"[server]\n"                                    /* 1 */ \
@@ -85,30 +54,6 @@ static int teardown(void **state)
 	"proxy_protocol = no\n"                         /* 30 */ \
 	"[route]\n"                                     /* 31 */ \
 	"key = our-fleet-2026\n"                        /* 32 */
-
-static int load(struct fx *f, const char *text, struct dg_config *cfg)
-{
-	FILE *fp = fopen(f->conf, "w");
-
-	assert_non_null(fp);
-	fputs(text, fp);
-	fclose(fp);
-	f->err[0] = '\0';
-	return config_load(f->conf, cfg, f->err, sizeof(f->err));
-}
-
-static void expect_error(struct fx *f, const char *text, unsigned line, const char *message)
-{
-	struct dg_config cfg;
-	char want[1024];
-
-	assert_int_equal(load(f, text, &cfg), -1);
-	if (line != 0)
-		snprintf(want, sizeof(want), "%s:%u: %s", f->conf, line, message);
-	else
-		snprintf(want, sizeof(want), "%s: %s", f->conf, message);
-	assert_string_equal(f->err, want);
-}
 
 static void test_pools_parse(void **state)
 {
