@@ -118,3 +118,13 @@ def test_bench_bruteforce_smoke():
     assert m and int(m[1]) > 0 and int(m[3]) > 0, report
     # the throttle: fewer passwords were checked than guesses were sent
     assert int(m[2]) < int(m[1]), report
+
+
+def test_bench_cluster_smoke():
+    """bench/run-cluster --smoke: every contender answers OK; with the store
+    every login is decided on shared state in two round trips, with the
+    store down on local state."""
+    out, report = run_bench("run-cluster")
+    assert "smoke: cluster harness ran" in out, report
+    trips = [float(x) for x in re.findall(r"round_trips_per_login=([\d.]+)", out)]
+    assert len(trips) == 2 and all(1.9 <= t <= 2.1 for t in trips), report
