@@ -58,6 +58,15 @@ static const char script_success[] =
 
 /* ---- the drained set ---------------------------------------------------------- */
 
+/* A host id as routing_host_id() makes them (an audience or an IP): anything
+   else read from the store is ignored, so it can never reach a log line. */
+static bool host_id_ok(const char *s, size_t len)
+{
+	return len > 0 && len < ROUTE_IDENTITY_MAX &&
+	       strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			 "0123456789._:-") == len;
+}
+
 static int compare_strings(const void *a, const void *b)
 {
 	return strcmp(*(const char *const *)a, *(const char *const *)b);
@@ -90,8 +99,7 @@ static void apply_drained(struct cluster *c, const redisReply *reply)
 	for (size_t i = 0; i < reply->elements && n < CLUSTER_MAX_DRAINED; i++) {
 		const redisReply *e = reply->element[i];
 
-		if (e->type == REDIS_REPLY_STRING && e->len > 0 && e->len < ROUTE_IDENTITY_MAX &&
-		    strlen(e->str) == e->len)
+		if (e->type == REDIS_REPLY_STRING && host_id_ok(e->str, e->len))
 			ids[n++] = e->str;
 	}
 	qsort(ids, n, sizeof(ids[0]), compare_strings);
@@ -223,7 +231,8 @@ struct cluster *cluster_new(struct event_base *base, struct dglog *log)
 /* forget_drained: the routing (still there) routes to every backend again. */
 static void close_store(struct cluster *c, bool forget_drained)
 {
-	evtimer_del(c->poll);
+	if (c->poll != NULL)
+		evtimer_del(c->poll);
 	if (c->store != NULL) {
 		struct store *s = c->store;
 
@@ -289,10 +298,16 @@ int cluster_configure(struct cluster *c, const struct dg_config *cfg,
 	return 0;
 }
 
+/* Before the event base goes: its events are freed here, not later. */
 void cluster_shutdown(struct cluster *c)
 {
-	if (c != NULL)
-		close_store(c, false);  /* shutting down: the drained set no longer matters */
+	if (c == NULL)
+		return;
+	close_store(c, false);  /* shutting down: the drained set no longer matters */
+	if (c->poll != NULL) {
+		event_free(c->poll);
+		c->poll = NULL;
+	}
 }
 
 void cluster_free(struct cluster *c)
@@ -300,7 +315,8 @@ void cluster_free(struct cluster *c)
 	if (c == NULL)
 		return;
 	close_store(c, false);  /* the routing may be gone already */
-	event_free(c->poll);
+	if (c->poll != NULL)
+		event_free(c->poll);
 	free(c);
 }
 
@@ -354,10 +370,8 @@ static unsigned reply_uint(const redisReply *e)
 
 static void read_assigned(const redisReply *e, struct cluster_facts *out)
 {
-	/* a host id as routing_host_id() makes them; anything else is ignored */
-	if (e->type == REDIS_REPLY_STRING && e->len > 0 && e->len < sizeof(out->assigned) &&
-	    strspn(e->str, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-			   "0123456789._:-") == e->len)
+	if (e->type == REDIS_REPLY_STRING && host_id_ok(e->str, e->len) &&
+	    e->len < sizeof(out->assigned))
 		memcpy(out->assigned, e->str, e->len + 1);
 }
 

@@ -41,8 +41,9 @@ struct cluster *cluster_new(struct event_base *base, struct dglog *log);
 int cluster_configure(struct cluster *c, const struct dg_config *cfg,
 		      const struct secret *password, struct routing *routing,
 		      char *err, size_t errlen);
-/* Closes the store for good (shutdown): lookups in flight are answered
-   with nothing asked, later calls see cluster mode off. */
+/* Closes the store for good (shutdown, before the event base is freed):
+   lookups in flight are answered with nothing asked, later calls see
+   cluster mode off, and no event of the cluster's is left. */
 void cluster_shutdown(struct cluster *c);
 void cluster_free(struct cluster *c);
 

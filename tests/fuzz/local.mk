@@ -11,9 +11,9 @@ FUZZ_CFLAGS = -g -O1 -fno-omit-frame-pointer -std=c11 -D_GNU_SOURCE -w \
 	-I$(top_srcdir)/src/common -I$(top_srcdir)/src/shim -I$(top_builddir) \
 	-DSYSCONFDIR='"$(sysconfdir)"' -DDG_VERSION='"$(PACKAGE_VERSION)"' \
 	$(LIBEVENT_CFLAGS) $(SODIUM_CFLAGS) $(INIH_CFLAGS) $(OPENSSL_CFLAGS) \
-	$(CRYPT_CFLAGS) $(JANSSON_CFLAGS)
-FUZZ_LIBS = $(LIBEVENT_LIBS) $(INIH_LIBS) $(SODIUM_LIBS) $(OPENSSL_LIBS) \
-	$(CRYPT_LIBS) $(JANSSON_LIBS) $(LIBS)
+	$(CRYPT_CFLAGS) $(JANSSON_CFLAGS) $(HIREDIS_CFLAGS) $(HIREDIS_SSL_CFLAGS)
+FUZZ_LIBS = $(LIBEVENT_LIBS) $(INIH_LIBS) $(SODIUM_LIBS) $(HIREDIS_SSL_LIBS) $(HIREDIS_LIBS) \
+	$(OPENSSL_LIBS) $(CRYPT_LIBS) $(JANSSON_LIBS) $(LIBS)
 # The code under test: libdgcommon + ticket_json + libdgshim (config.c pulls
 # in most of the shim), without main.c.
 FUZZ_SRCS = $(filter %.c,$(src_common_libdgcommon_a_SOURCES) \
