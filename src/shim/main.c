@@ -362,6 +362,24 @@ static void stop(struct app *app)
 		event_base_free(app->base);
 }
 
+/* epoll changes are batched per loop turn (libevent's changelist), so a
+   connection's read, write and close registrations cost fewer epoll_ctl
+   calls (+7% auth_http req/s, bench/RESULTS.md). Safe here: no fd is
+   dup()ed, the one case libevent warns about; an fd closed and reused
+   within a turn is re-added by libevent itself. */
+static struct event_base *new_base(void)
+{
+	struct event_config *ec = event_config_new();
+	struct event_base *base;
+
+	if (ec == NULL)
+		return NULL;
+	event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+	base = event_base_new_with_config(ec);
+	event_config_free(ec);
+	return base;
+}
+
 static int run(struct app *app)
 {
 	char err[1024];
@@ -370,7 +388,7 @@ static int run(struct app *app)
 
 	signal(SIGPIPE, SIG_IGN);
 	/* before event_base_new(): hash threads wake the loop with event_active() */
-	if (evthread_use_pthreads() < 0 || (app->base = event_base_new()) == NULL) {
+	if (evthread_use_pthreads() < 0 || (app->base = new_base()) == NULL) {
 		dglog(&app->log, LOG_ERR, "cannot initialise libevent");
 		return 1;
 	}
