@@ -314,9 +314,7 @@ void cluster_free(struct cluster *c)
 {
 	if (c == NULL)
 		return;
-	close_store(c, false);  /* the routing may be gone already */
-	if (c->poll != NULL)
-		event_free(c->poll);
+	cluster_shutdown(c);    /* if stop() has not: the routing may be gone already */
 	free(c);
 }
 
